@@ -1,0 +1,45 @@
+# deployflow — two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench system-deps kafka-jars clean
+
+$(STAMP): requirements-dev.txt functions/requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+kafka-jars: system-deps
+	@scripts/fetch-kafka.sh
+
+demo: system-deps kafka-jars $(STAMP)
+	$(BIN)/deployflow local run --scenario happy
+
+test: system-deps kafka-jars $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: system-deps kafka-jars $(STAMP)
+	$(BIN)/python benchmarks/migrations.py
+	$(BIN)/python benchmarks/workflow.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,250 @@
+"""Typed inputs and outputs of the steps: the contract between the states of the workflow.
+
+The state document grows as the execution advances: ``request`` and ``execution`` (from the first step), then
+``image``, ``migration``, ``schema``, ``topics``, ``rollout`` and ``record`` (each step's ``ResultPath``), and
+``failure`` when a step's error is caught. JSON keys are camelCase, as operators type them in the console.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class Model(BaseModel):
+    """Base: camelCase JSON, snake_case Python; unknown keys in the state are ignored by a step's input model."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready document Step Functions passes on."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# --- the execution input and the first step ---------------------------------------------------------------------
+
+IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+
+class ReleaseInput(Model):
+    """The execution input as typed by an operator or a pipeline; only ``imageTag`` is required."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    image_tag: str = Field(pattern=IMAGE_TAG_PATTERN)
+    services: list[str] | None = Field(default=None, min_length=1)
+    dry_run: bool = False
+    idempotency_key: str | None = Field(default=None, max_length=80)
+
+
+class ExecutionContext(Model):
+    """Who is running: taken from the Step Functions context object by the first state's Parameters."""
+
+    id: str
+    name: str
+    start_time: str
+    state_machine_arn: str
+
+
+class PrepareEvent(Model):
+    """Input of the first step: the raw execution input and the context object."""
+
+    input: dict[str, Any]
+    execution: ExecutionContext
+
+
+class ReleaseRequest(Model):
+    """The validated request with defaults applied: what every later step reads."""
+
+    image_tag: str
+    services: list[str]
+    dry_run: bool
+
+
+class PollSettings(Model):
+    """Wait intervals read by the ASL's Wait states (``SecondsPath``)."""
+
+    migration_seconds: int
+    services_seconds: int
+
+
+class ReleaseState(Model):
+    """The part of the state every step after the first receives."""
+
+    request: ReleaseRequest
+    execution: ExecutionContext
+    poll: PollSettings
+
+
+# --- Check migration image ----------------------------------------------------------------------------------------
+
+
+class ImageResult(Model):
+    """The migration image, pinned by digest."""
+
+    repository: str
+    tag: str
+    digest: str
+    image_uri: str
+    scan_status: str
+    finding_counts: dict[str, int] = Field(default_factory=dict)
+
+
+class ImageStepInput(ReleaseState):
+    """Input of the steps that need the checked image."""
+
+    image: ImageResult
+
+
+# --- Run migration task / Check migration task -------------------------------------------------------------------
+
+TaskStatus = Literal["PENDING", "RUNNING", "STOPPED", "SKIPPED"]
+
+
+class MigrationTask(Model):
+    """The migration ECS task and, once it stopped, its verdict. ``done`` drives the ASL's wait loop."""
+
+    cluster: str
+    task_definition_arn: str
+    registered_new_revision: bool
+    task_arn: str | None = None
+    status: TaskStatus
+    done: bool
+    started_at: str | None = None
+    stopped_at: str | None = None
+    deadline: str
+    exit_code: int | None = None
+    stop_code: str | None = None
+    stopped_reason: str | None = None
+    duration_seconds: float | None = None
+    checks: int = 0
+    dry_run_note: str | None = None
+
+
+class MigrationStepInput(ImageStepInput):
+    """Input of Check migration task."""
+
+    migration: MigrationTask
+
+
+# --- Verify schema ------------------------------------------------------------------------------------------------
+
+
+class SchemaResult(Model):
+    """The live schema compared with the expected one."""
+
+    verdict: Literal["match", "mismatch", "would-change"]
+    differences: list[str] = Field(default_factory=list)
+    applied_versions: list[str] = Field(default_factory=list)
+    pending_migrations: list[str] = Field(default_factory=list)
+
+
+# --- Create Kafka topics ------------------------------------------------------------------------------------------
+
+
+class TopicChange(Model):
+    """One topic and what the step did (or would do) to it."""
+
+    name: str
+    action: Literal["create", "grow", "unchanged", "over-partitioned", "configs-altered"]
+    partitions_before: int | None = None
+    partitions_after: int
+    configs_altered: dict[str, str] = Field(default_factory=dict)
+    note: str | None = None
+
+
+class TopicsResult(Model):
+    """The topics step's report."""
+
+    dry_run: bool
+    topics: list[TopicChange]
+
+
+# --- Restart services / Check services ----------------------------------------------------------------------------
+
+
+class ServiceRollout(Model):
+    """One service's new deployment and its rollout state."""
+
+    name: str
+    service_arn: str | None = None
+    deployment_id: str | None = None
+    task_definition: str | None = None
+    rollout_state: str
+    rollout_state_reason: str | None = None
+    running_count: int | None = None
+    desired_count: int | None = None
+
+
+class RolloutResult(Model):
+    """Every service's rollout; ``done`` drives the ASL's wait loop."""
+
+    services: list[ServiceRollout]
+    done: bool
+    deadline: str
+    checks: int = 0
+    dry_run: bool = False
+
+
+class RolloutStepInput(ReleaseState):
+    """Input of Check services."""
+
+    rollout: RolloutResult
+
+
+# --- Build deployment record --------------------------------------------------------------------------------------
+
+
+class FailureInfo(Model):
+    """What a Catch put in the state: Step Functions' own keys are capitalised."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    error: str = Field(alias="Error")
+    cause: str | None = Field(default=None, alias="Cause")
+
+
+class RecordStepInput(Model):
+    """Input of Build deployment record / Summarize failure: whatever the state holds so far."""
+
+    request: ReleaseRequest | None = None
+    execution: ExecutionContext | None = None
+    image: ImageResult | None = None
+    migration: MigrationTask | None = None
+    schema_: SchemaResult | None = Field(default=None, alias="schema")
+    topics: TopicsResult | None = None
+    rollout: RolloutResult | None = None
+    failure: FailureInfo | None = None
+    raw_input: dict[str, Any] | None = None
+
+
+class DeploymentRecord(Model):
+    """The execution's output: one document an operator or CodePipeline keeps."""
+
+    outcome: Literal["succeeded", "failed", "dry-run"]
+    execution_arn: str | None
+    execution_name: str | None
+    image_tag: str | None
+    image_uri: str | None
+    image_digest: str | None
+    dry_run: bool
+    migration: MigrationTask | None
+    schema_: SchemaResult | None = Field(alias="schema")
+    topics: TopicsResult | None
+    services: list[ServiceRollout]
+    failed_step: str | None = None
+    error: str | None = None
+    cause: str | None = None
+    started_at: str | None
+    finished_at: str
+    duration_seconds: float | None
+
+
+class RecordResult(Model):
+    """The record and its one-paragraph summary (the SNS message, pasteable into an incident channel)."""
+
+    subject: str
+    summary: str
+    record: DeploymentRecord

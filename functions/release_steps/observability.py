@@ -1,0 +1,90 @@
+"""Logging, tracing and metrics shared by every step, and the decorator that gives each handler the same shape.
+
+Each handler is wrapped by ``step(...)``: the event is parsed into its typed model (a malformed event is an
+``InvalidInputError`` naming the field, never a stack trace), the execution id becomes the log correlation id,
+the step's duration is a metric, and a step error carries the step's readable name in its message.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ValidationError
+
+from release_steps.errors import DeployflowError, InvalidInputError
+
+logger = Logger(service="deployflow")
+tracer = Tracer(service="deployflow")
+metrics = Metrics(namespace="Deployflow", service="deployflow")
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def describe_validation_error(error: ValidationError, what: str) -> str:
+    """One line naming every offending field, e.g. ``imageTag: String should match pattern ...``."""
+    parts = []
+    for err in error.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(document)"
+        parts.append(f"{field}: {err['msg']}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+def parse_event(model: type[M], event: Any, what: str = "step input") -> M:
+    """Parse an event into its model; a validation failure is an ``InvalidInputError`` naming the fields."""
+    if not isinstance(event, dict):
+        raise InvalidInputError(f"invalid {what}: expected a JSON object, got {type(event).__name__}")
+    try:
+        return model.model_validate(event)
+    except ValidationError as e:
+        raise InvalidInputError(describe_validation_error(e, what)) from e
+
+
+def _execution_id(event: Any) -> str | None:
+    if isinstance(event, dict):
+        execution = event.get("execution")
+        if isinstance(execution, dict) and isinstance(execution.get("id"), str):
+            return str(execution["id"])
+    return None
+
+
+def step(name: str) -> Callable[[Handler], Handler]:
+    """Decorate a step's ``lambda_handler``: correlation id, duration metric, step name on errors."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        @metrics.log_metrics
+        def wrapper(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            logger.set_correlation_id(_execution_id(event))
+            logger.append_keys(step=name)
+            started = time.perf_counter()
+            outcome = "succeeded"
+            try:
+                with tracer.provider.in_subsegment(f"## {name}"):
+                    return handler(event, context)
+            except DeployflowError as e:
+                outcome = type(e).__name__
+                logger.warning("step failed", extra={"error": type(e).__name__, "reason": e.message})
+                if e.message.startswith(f"[{name}]"):
+                    raise
+                raise type(e)(f"[{name}] {e.message}") from e
+            except Exception:
+                outcome = "unexpected"
+                logger.exception("step failed unexpectedly")
+                raise
+            finally:
+                metrics.add_dimension(name="step", value=name)
+                metrics.add_metric(
+                    name="StepDuration", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+                )
+                metrics.add_metadata(key="outcome", value=outcome)
+
+        return wrapper
+
+    return decorate
