@@ -13,8 +13,8 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeou
 
 @cache
 def client(service: str) -> Any:
-    """The cached boto3 client for an AWS service (``ecr``, ``ecs``, ``logs``, ``secretsmanager``, ``stepfunctions``)."""
-    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+    """The cached boto3 client for an AWS service (``ecr``, ``ecs``, ``logs``, ``stepfunctions``, ...)."""
+    return boto3.client(service, config=_CONFIG)
 
 
 def reset() -> None:

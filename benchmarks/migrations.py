@@ -1,0 +1,95 @@
+"""Prints how long the migration runner takes: apply sql/ to an empty database, rerun at head, verify the schema.
+
+Run: .venv/bin/python benchmarks/migrations.py [--repeat N]. Uses a throwaway PostgreSQL (deployflow.local.postgres).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+for path in (REPO_ROOT / "functions", REPO_ROOT):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from dbmigrate import Settings, load_expected_schema, migrate, verify  # noqa: E402
+
+from deployflow.local.postgres import ConnectionParams, PostgresCluster  # noqa: E402
+
+
+def settings_for(params: ConnectionParams) -> Settings:
+    return Settings(
+        host=params.host,
+        port=params.port,
+        dbname=params.dbname,
+        user=params.user,
+        password=params.password,
+        sslmode=params.sslmode,
+        migrations_dir=REPO_ROOT / "sql",
+        applied_by="benchmark",
+    )
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return (time.perf_counter() - started) * 1000
+
+
+def report(label: str, samples: list[float]) -> None:
+    print(
+        f"{label:<46} median {statistics.median(samples):8.1f} ms   "
+        f"min {min(samples):8.1f}   max {max(samples):8.1f}   n={len(samples)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=7)
+    repeat = parser.parse_args().repeat
+
+    started = time.perf_counter()
+    with PostgresCluster() as cluster:
+        print(f"PostgreSQL cluster started in {(time.perf_counter() - started) * 1000:.0f} ms (initdb + pg_ctl start)")
+
+        apply_samples: list[float] = []
+        for run in range(repeat):
+            fresh = settings_for(cluster.create_database(f"bench_apply_{run}"))
+            apply_samples.append(timed(lambda: migrate(fresh)))  # noqa: B023 (called at once, inside the iteration)
+            cluster.drop_database(fresh.dbname)
+        report("apply all migrations to an empty database", apply_samples)
+
+        params = cluster.create_database("bench_head")
+        settings = settings_for(params)
+        migrate(settings)
+        report("rerun at head (no-op, no lock)", [timed(lambda: migrate(settings)) for _ in range(repeat * 3)])
+
+        expected = load_expected_schema()
+        with contextlib.closing(params.connect()) as conn:
+            conn.autocommit = True
+            result = verify(conn, expected)
+            assert result.ok, result.render()
+            report("verify (open connection)", [timed(lambda: verify(conn, expected)) for _ in range(repeat * 3)])
+
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "functions"), str(REPO_ROOT)]),
+            **params.as_env(),
+        }
+        command = [sys.executable, "-m", "dbmigrate"]
+        cli_samples = [
+            timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True)) for _ in range(repeat)
+        ]
+        report("`python -m dbmigrate` at head (process start)", cli_samples)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Follow a Step Functions execution through its history: states entered, durations, retries, the outcome.
+
+Works the same against AWS and the local stack's moto server: it reads only ``GetExecutionHistory`` and
+``DescribeExecution``. The renderer turns progress into lines an operator can watch or paste.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+@dataclass
+class StateVisit:
+    """One entry into a state: when, how long, how many attempts, what failed on the way."""
+
+    name: str
+    state_type: str
+    entered_at: datetime
+    exited_at: datetime | None = None
+    attempts: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    visit_number: int = 1
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.exited_at is None:
+            return None
+        return (self.exited_at - self.entered_at).total_seconds()
+
+    @property
+    def retries(self) -> int:
+        return max(0, self.attempts - 1)
+
+
+@dataclass
+class ProgressEvent:
+    """What the watcher saw happen: ``entered``, ``exited``, ``retry``, ``failed`` or ``finished``."""
+
+    kind: str
+    visit: StateVisit | None = None
+    error: str | None = None
+    cause: str | None = None
+    status: str | None = None
+
+
+@dataclass
+class ExecutionOutcome:
+    """The end of an execution: status, output (the deployment record) or error and cause, and the path taken."""
+
+    execution_arn: str
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+    visits: list[StateVisit]
+    transitions: int
+    lambda_invocations: int
+
+    @property
+    def path(self) -> list[str]:
+        """The states entered, in order (a wait loop appears once per turn)."""
+        return [v.name for v in self.visits]
+
+    @property
+    def failed_state(self) -> str | None:
+        """The last task state that recorded an error before the failure path began."""
+        for visit in reversed(self.visits):
+            if visit.errors and visit.state_type == "Task" and visit.name != "Summarize failure":
+                return visit.name
+        return None
+
+
+_TASK_FAIL_TYPES = {"LambdaFunctionFailed", "LambdaFunctionTimedOut", "TaskFailed", "TaskTimedOut"}
+_TASK_START_TYPES = {"LambdaFunctionScheduled", "TaskScheduled"}
+
+
+class HistoryTracker:
+    """Turns history events, fed in order, into state visits and progress events."""
+
+    def __init__(self) -> None:
+        self.visits: list[StateVisit] = []
+        self.seen_ids: set[int] = set()
+        self.transitions = 0
+        self.lambda_invocations = 0
+        self._open: StateVisit | None = None
+        self._counts: dict[str, int] = {}
+
+    def feed(self, event: dict[str, Any]) -> Iterator[ProgressEvent]:
+        """Consume one history event; yield what an operator should see."""
+        event_id = int(event.get("id", 0))
+        if event_id in self.seen_ids:
+            return
+        self.seen_ids.add(event_id)
+        etype: str = event.get("type", "")
+        ts: datetime = event.get("timestamp") or datetime.now().astimezone()
+        if etype.endswith("StateEntered"):
+            details = event.get("stateEnteredEventDetails", {})
+            name = details.get("name", "?")
+            self._counts[name] = self._counts.get(name, 0) + 1
+            visit = StateVisit(name, etype.removesuffix("StateEntered"), ts, visit_number=self._counts[name])
+            self.visits.append(visit)
+            self.transitions += 1
+            self._open = visit
+            yield ProgressEvent("entered", visit)
+        elif etype.endswith("StateExited"):
+            visit = self._open
+            if visit is not None:
+                visit.exited_at = ts
+                self._open = None
+                yield ProgressEvent("exited", visit)
+        elif etype in _TASK_START_TYPES:
+            if etype == "LambdaFunctionScheduled" or _is_lambda_task(event):
+                self.lambda_invocations += 1
+            if self._open is not None:
+                self._open.attempts += 1
+                if self._open.attempts > 1:
+                    error, cause = self._open.errors[-1] if self._open.errors else ("?", "")
+                    yield ProgressEvent("retry", self._open, error=error, cause=cause)
+        elif etype in _TASK_FAIL_TYPES:
+            details = next((v for k, v in event.items() if k.endswith("EventDetails") and isinstance(v, dict)), {})
+            error, cause = str(details.get("error", etype)), str(details.get("cause", ""))
+            if self._open is not None:
+                self._open.errors.append((error, cause))
+            yield ProgressEvent("failed", self._open, error=error, cause=cause)
+        elif etype.startswith("Execution") and etype != "ExecutionStarted":
+            yield ProgressEvent("finished", status=etype.removeprefix("Execution").upper())
+
+
+def _is_lambda_task(event: dict[str, Any]) -> bool:
+    details = event.get("taskScheduledEventDetails", {})
+    return bool(details.get("resourceType") == "lambda")
+
+
+def read_history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
+    """All history events of an execution, oldest first (paginated)."""
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        yield from page.get("events", [])
+        token = page.get("nextToken")
+        if not token:
+            return
+        kwargs["nextToken"] = token
+
+
+def follow(
+    sfn: Any,
+    execution_arn: str,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    poll_seconds: float = 0.5,
+    timeout_seconds: float = 3600.0,
+) -> ExecutionOutcome:
+    """Poll an execution until it ends (bounded), reporting progress as it happens."""
+    tracker = HistoryTracker()
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        description = sfn.describe_execution(executionArn=execution_arn)
+        for event in read_history(sfn, execution_arn):
+            for progress in tracker.feed(event):
+                if on_event is not None:
+                    on_event(progress)
+        if description["status"] in TERMINAL_STATUSES:
+            # One more read: events written between the two calls.
+            for event in read_history(sfn, execution_arn):
+                for progress in tracker.feed(event):
+                    if on_event is not None:
+                        on_event(progress)
+            return _outcome(execution_arn, description, tracker)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {execution_arn} still {description['status']} after {timeout_seconds:.0f}s")
+        time.sleep(poll_seconds)
+
+
+def outcome_of(sfn: Any, execution_arn: str) -> ExecutionOutcome:
+    """The outcome of an execution as it stands now (no waiting)."""
+    tracker = HistoryTracker()
+    for event in read_history(sfn, execution_arn):
+        for _ in tracker.feed(event):
+            pass
+    return _outcome(execution_arn, sfn.describe_execution(executionArn=execution_arn), tracker)
+
+
+def _outcome(execution_arn: str, description: dict[str, Any], tracker: HistoryTracker) -> ExecutionOutcome:
+    output = description.get("output")
+    parsed = json.loads(output) if isinstance(output, str) and output else None
+    return ExecutionOutcome(
+        execution_arn=execution_arn,
+        status=description["status"],
+        output=parsed if isinstance(parsed, dict) else None,
+        error=description.get("error"),
+        cause=description.get("cause"),
+        visits=tracker.visits,
+        transitions=tracker.transitions,
+        lambda_invocations=tracker.lambda_invocations,
+    )

@@ -1,0 +1,119 @@
+"""`python -m dbmigrate`: the migration container's entry point (exit codes: dbmigrate.errors.ExitCode)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from dbmigrate.db import connect
+from dbmigrate.errors import CatalogMismatchError, DbMigrateError, ExitCode
+from dbmigrate.events import EventSink, JsonLines
+from dbmigrate.runner import migrate, pending
+from dbmigrate.settings import DEFAULT_MIGRATIONS_DIR, Settings
+from dbmigrate.snapshot import DEFAULT_OUTPUT, render_snapshot, snapshot_with_scratch_cluster
+from dbmigrate.verify import load_expected_schema, verify
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dbmigrate",
+        description="Apply the pending SQL migrations (the default command). Settings come from DB_* variables.",
+    )
+    _add_migrate_options(parser, default=False)
+    commands = parser.add_subparsers(dest="command", metavar="{migrate,snapshot,verify}")
+    # `migrate` is the default command, spelled out (task definitions may name it).
+    _add_migrate_options(commands.add_parser("migrate", help="apply the pending migrations (the default)"))
+    snapshot = commands.add_parser(
+        "snapshot", help="apply the migrations to a scratch PostgreSQL and write the expected schema JSON"
+    )
+    snapshot.add_argument("--migrations-dir", type=Path, default=argparse.SUPPRESS)
+    snapshot.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
+    check = commands.add_parser("verify", help="compare the database (DB_* variables) with the expected schema")
+    check.add_argument("--expected", type=Path, help="expected schema JSON (default: the one shipped with dbmigrate)")
+    return parser
+
+
+def _add_migrate_options(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
+    # Sub-command copies use SUPPRESS so that an option given before the sub-command is not reset by it.
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=argparse.SUPPRESS if default else False,
+        help="list the pending migrations; take no lock, change nothing",
+    )
+    parser.add_argument(
+        "--migrations-dir",
+        type=Path,
+        default=argparse.SUPPRESS if default else None,
+        help="directory of V<nnnn>__<name>.sql files (overrides MIGRATIONS_DIR)",
+    )
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, log: EventSink | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log = log or JsonLines()
+    command = args.command or "migrate"
+    if command == "migrate" and args.dry_run:
+        command = "dry-run"
+    try:
+        if command == "snapshot":
+            return _snapshot(args, log)
+        settings = Settings.from_env(env, migrations_dir=args.migrations_dir)
+        if command == "verify":
+            return _verify(settings, args.expected, log)
+        if command == "dry-run":
+            todo = pending(settings, log=log)
+            for migration in todo:
+                log("migration_pending", file=migration.filename, transactional=migration.transactional)
+            log("dry_run_finished", target=settings.target, pending=[m.filename for m in todo])
+            return ExitCode.OK
+        migrate(settings, log=log)
+        return ExitCode.OK
+    except DbMigrateError as e:
+        log(f"{command.replace('-', '_')}_failed", error=type(e).__name__, exit_code=int(e.exit_code), message=str(e))
+        print(f"dbmigrate: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        log(f"{command.replace('-', '_')}_failed", error=type(e).__name__, exit_code=1, message=str(e))
+        print(f"dbmigrate: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
+
+
+def _snapshot(args: argparse.Namespace, log: EventSink) -> int:
+    migrations_dir = args.migrations_dir or DEFAULT_MIGRATIONS_DIR
+    expected = snapshot_with_scratch_cluster(migrations_dir, log=log)
+    args.output.write_text(render_snapshot(expected), encoding="utf-8")
+    log(
+        "snapshot_written",
+        output=str(args.output),
+        migrations=[m.filename for m in expected.migrations],
+        tables=list(expected.catalog.table_names),
+    )
+    return ExitCode.OK
+
+
+def _verify(settings: Settings, expected_path: Path | None, log: EventSink) -> int:
+    expected = load_expected_schema(expected_path)
+    conn = connect(settings, log=log)
+    with contextlib.closing(conn):
+        conn.autocommit = True
+        result = verify(conn, expected)
+    for difference in result.differences:
+        log("schema_difference", level="WARNING", **difference.to_json())
+    log("verify_finished", target=settings.target, ok=result.ok, differences=len(result.differences))
+    if not result.ok:
+        raise CatalogMismatchError(
+            f"schema of {settings.target} differs from the expected schema: " + "; ".join(result.lines())
+        )
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Check migration image: the tag exists in ECR, resolves to a digest, and its scan passes the severity threshold.
+
+The output pins the image by digest (``<registry>/<repository>@sha256:...``): what was checked is what runs, even
+if the tag is pushed again mid-release. A dry run performs the same checks (they change nothing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from release_steps import clients, config
+from release_steps.aws_errors import error_code, error_message, translate_throttling
+from release_steps.config import ImageSettings
+from release_steps.errors import (
+    ConfigurationError,
+    ImageNotFoundError,
+    ImageScanFailedError,
+    ImageScanPendingError,
+    ImageVulnerableError,
+)
+from release_steps.models import ImageResult, ReleaseRequest, ReleaseState
+from release_steps.observability import logger, parse_event, step
+
+STEP_NAME = "Check migration image"
+
+# Lowest to highest; a threshold blocks its own level and every level above it.
+SEVERITY_ORDER = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+SCAN_DONE = frozenset({"COMPLETE", "ACTIVE"})  # ACTIVE: enhanced (Inspector) continuous scanning, findings current
+SCAN_PENDING = frozenset({"IN_PROGRESS", "PENDING"})
+NOT_SCANNED = "NOT_SCANNED"
+
+
+def _repository_uri(ecr: Any, repository: str) -> str:
+    with translate_throttling("ecr:DescribeRepositories"):
+        try:
+            response = ecr.describe_repositories(repositoryNames=[repository])
+        except ClientError as e:
+            if error_code(e) == "RepositoryNotFoundException":
+                # The repository comes from the stack, not from the operator: a configuration problem.
+                raise ConfigurationError(
+                    f"ECR repository {repository!r} (ECR_REPOSITORY_NAME) does not exist: {error_message(e)}"
+                ) from e
+            raise
+    return str(response["repositories"][0]["repositoryUri"])
+
+
+def _image_digest(ecr: Any, repository: str, tag: str) -> str:
+    with translate_throttling("ecr:DescribeImages"):
+        try:
+            response = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+        except ClientError as e:
+            if error_code(e) == "ImageNotFoundException":
+                raise ImageNotFoundError(
+                    f"image tag {tag!r} not found in ECR repository {repository!r}: push it first or fix imageTag"
+                ) from e
+            raise
+    details = response.get("imageDetails") or []
+    if not details:
+        raise ImageNotFoundError(f"image tag {tag!r} not found in ECR repository {repository!r}")
+    return str(details[0]["imageDigest"])
+
+
+def _scan(ecr: Any, repository: str, tag: str, digest: str, require_scan: bool) -> tuple[str, dict[str, int]]:
+    """The scan status and severity counts; raises the pending / failed errors."""
+    where = f"{repository}:{tag} ({digest})"
+    with translate_throttling("ecr:DescribeImageScanFindings"):
+        try:
+            response = ecr.describe_image_scan_findings(
+                repositoryName=repository, imageId={"imageDigest": digest}, maxResults=1
+            )
+        except ClientError as e:
+            if error_code(e) != "ScanNotFoundException":
+                raise
+            if require_scan:
+                raise ImageScanFailedError(
+                    f"image {where} has no scan and REQUIRE_IMAGE_SCAN is on: turn on scan-on-push for the "
+                    f"repository or run `aws ecr start-image-scan --repository-name {repository} "
+                    f"--image-id imageDigest={digest}`"
+                ) from e
+            return NOT_SCANNED, {}
+    scan_status = response.get("imageScanStatus") or {}
+    status = str(scan_status.get("status") or "UNKNOWN")
+    description = " ".join(str(scan_status.get("description") or "").split())
+    if status in SCAN_PENDING:
+        raise ImageScanPendingError(f"scan of image {where} is {status}; the check is retried until it finishes")
+    if status not in SCAN_DONE:
+        detail = f": {description}" if description else ""
+        raise ImageScanFailedError(f"scan of image {where} ended with status {status}{detail}")
+    counts = (response.get("imageScanFindings") or {}).get("findingSeverityCounts") or {}
+    return status, {str(k): int(v) for k, v in counts.items()}
+
+
+def blocking_findings(counts: dict[str, int], threshold: str) -> dict[str, int]:
+    """The finding counts at or above the threshold (``NONE``: never any)."""
+    if threshold not in SEVERITY_ORDER:
+        return {}
+    blocking_levels = SEVERITY_ORDER[SEVERITY_ORDER.index(threshold) :]
+    return {level: counts[level] for level in reversed(blocking_levels) if counts.get(level, 0) > 0}
+
+
+def check_image(request: ReleaseRequest, settings: ImageSettings, ecr: Any) -> ImageResult:
+    """Resolve the tag to a digest-pinned image URI and enforce the scan policy."""
+    repository = settings.repository_name
+    tag = request.image_tag
+    repository_uri = _repository_uri(ecr, repository)
+    digest = _image_digest(ecr, repository, tag)
+    registry = repository_uri.split("/", 1)[0]
+    image_uri = f"{registry}/{repository}@{digest}"
+
+    status, counts = _scan(ecr, repository, tag, digest, settings.require_scan)
+    blocking = blocking_findings(counts, settings.scan_severity_threshold)
+    if blocking:
+        listed = ", ".join(f"{level}={count}" for level, count in blocking.items())
+        everything = ", ".join(f"{level}={count}" for level, count in sorted(counts.items()))
+        raise ImageVulnerableError(
+            f"image {repository}:{tag} ({digest}) has findings at or above {settings.scan_severity_threshold} "
+            f"(SCAN_SEVERITY_THRESHOLD): {listed} (all findings: {everything})"
+        )
+    logger.info("image checked", extra={"image_uri": image_uri, "scan_status": status, "finding_counts": counts})
+    return ImageResult(
+        repository=repository, tag=tag, digest=digest, image_uri=image_uri, scan_status=status, finding_counts=counts
+    )
+
+
+@step(STEP_NAME)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Check migration image."""
+    state = parse_event(ReleaseState, event)
+    return check_image(state.request, config.image_settings(), clients.client("ecr")).to_json()

@@ -1,0 +1,142 @@
+"""Check migration task: judge the migration container (not sidecars) once the task stopped; enforce the deadline.
+
+Still running: ``done`` stays false and the state machine waits and checks again, until the deadline carried in
+the state, when the task is stopped and ``MigrationTimeoutError`` ends the release. Stopped: exit code 0 is
+success; anything else is ``MigrationFailedError`` with the stop code, reasons and the tail of the container's
+CloudWatch log, so the incident channel sees why without opening the console.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from release_steps import clients, config
+from release_steps.aws_errors import error_code, error_message
+from release_steps.config import EcsSettings
+from release_steps.ecs import EcsClient, EcsTask, LogLocation
+from release_steps.errors import InvalidInputError, MigrationFailedError, MigrationTimeoutError
+from release_steps.models import MigrationStepInput, MigrationTask
+from release_steps.observability import logger, parse_event, step
+from release_steps.timeutil import parse_iso, seconds_between, to_iso, utc_now
+
+STEP_NAME = "Check migration task"
+LOG_TAIL_MAX_CHARS = 4000  # keeps the error (and the Step Functions cause) readable and well under its limits
+LOG_LINE_MAX_CHARS = 400
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def log_tail(logs: Any, location: LogLocation | None, container: str, lines: int) -> str:
+    """The last ``lines`` lines of a container's log stream on one line, or why they are unavailable (never raises)."""
+    if lines == 0:
+        return "log tail off (MIGRATION_LOG_TAIL_LINES=0)"
+    if location is None:
+        return f"no log tail: container {container} has no awslogs log configuration"
+    if location.stream is None:
+        return f"no log tail: log group {location.group} has no awslogs-stream-prefix, so the stream name is unknown"
+    where = f"{location.group} {location.stream}"
+    try:
+        response = logs.get_log_events(
+            logGroupName=location.group, logStreamName=location.stream, startFromHead=False, limit=lines
+        )
+    except ClientError as e:
+        if error_code(e) == "ResourceNotFoundException":
+            return f"no log tail: log stream {where} does not exist (the container may never have started)"
+        return f"no log tail: reading {where} failed ({error_code(e)}: {error_message(e)})"
+    messages = [str(event.get("message", "")) for event in response.get("events") or []][-lines:]
+    if not messages:
+        return f"no log tail: log stream {where} is empty"
+    tail = " | ".join(_one_line(message, LOG_LINE_MAX_CHARS) for message in messages)
+    if len(tail) > LOG_TAIL_MAX_CHARS:
+        tail = "…" + tail[-(LOG_TAIL_MAX_CHARS - 1) :]
+    return f"last {len(messages)} log lines of {where}: {tail}"
+
+
+def failure_message(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: Any) -> str:
+    """One line: exit code, stop code, stopped reason, container reason and the log tail of the migration container."""
+    name = settings.migration_container_name
+    container = task.container(name)
+    if container is None:
+        present = ", ".join(c.name for c in task.containers)
+        container_part = f"container {name} is not in the task (containers: {present})"
+    else:
+        exit_code = container.exit_code if container.exit_code is not None else "none (it did not exit normally)"
+        container_part = f"container {name} exit code {exit_code}"
+        if container.reason:
+            container_part += f", container reason: {_one_line(container.reason, LOG_LINE_MAX_CHARS)}"
+    stopped_reason = _one_line(task.stopped_reason, LOG_LINE_MAX_CHARS) if task.stopped_reason else "none"
+    try:
+        location = ecs.describe_task_definition(task.task_definition_arn).log_location(name, task.id)
+        tail = log_tail(logs, location, name, settings.migration_log_tail_lines)
+    except Exception as e:  # the verdict is known; a log lookup problem must not hide it
+        logger.warning("log tail lookup failed", extra={"error": repr(e)})
+        tail = f"no log tail: the task definition lookup failed ({type(e).__name__})"
+    return (
+        f"migration task {task.arn} failed: {container_part}; stop code {task.stop_code or 'none'}; "
+        f"stopped reason: {stopped_reason}; {tail}"
+    )
+
+
+def check_migration(
+    state: MigrationStepInput, settings: EcsSettings, ecs: EcsClient, logs: Any, now: datetime | None = None
+) -> MigrationTask:
+    """Judge the migration task once; ``done`` true on success, a named error on failure or timeout."""
+    migration = state.migration
+    if migration.status == "SKIPPED" or migration.done:
+        return migration  # dry run, or already judged: nothing to look at
+    if not migration.task_arn:
+        raise InvalidInputError("invalid step input: migration.taskArn: missing for a migration that was started")
+    now = now or utc_now()
+    deadline = parse_iso(migration.deadline, "migration.deadline")
+    checks = migration.checks + 1
+
+    task = ecs.describe_task(migration.task_arn)
+    if task is None:
+        raise MigrationFailedError(
+            f"migration task {migration.task_arn} was not found in cluster {ecs.cluster} "
+            "(ECS keeps stopped tasks for about an hour)"
+        )
+    started_at = to_iso(task.started_at) if task.started_at else migration.started_at
+
+    if not task.is_stopped:
+        if now > deadline:
+            ecs.stop_task(task.arn, f"deployflow: migration exceeded its deadline {migration.deadline}")
+            raise MigrationTimeoutError(
+                f"migration task {task.arn} was still {task.last_status} at its deadline {migration.deadline} "
+                f"(MIGRATION_TIMEOUT_SECONDS={settings.migration_timeout_seconds}, {checks} checks); it was stopped"
+            )
+        return migration.model_copy(update={"status": task.phase, "checks": checks, "started_at": started_at})
+
+    if not task.has_completed(settings.migration_container_name):
+        raise MigrationFailedError(failure_message(task, settings, ecs, logs))
+
+    logger.info("migration succeeded", extra={"task_arn": task.arn, "checks": checks})
+    return migration.model_copy(
+        update={
+            "status": "STOPPED",
+            "done": True,
+            "exit_code": 0,
+            "stop_code": task.stop_code,
+            "stopped_reason": task.stopped_reason,
+            "started_at": started_at,
+            "stopped_at": to_iso(task.stopped_at) if task.stopped_at else None,
+            "duration_seconds": seconds_between(task.started_at, task.stopped_at),
+            "checks": checks,
+        }
+    )
+
+
+@step(STEP_NAME)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Check migration task."""
+    state = parse_event(MigrationStepInput, event)
+    settings = config.ecs_settings()
+    ecs = EcsClient(clients.client("ecs"), settings.cluster)
+    return check_migration(state, settings, ecs, clients.client("logs")).to_json()

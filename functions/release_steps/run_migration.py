@@ -1,0 +1,174 @@
+"""Run migration task: start the migration as a one-off ECS task with the checked, digest-pinned image.
+
+Idempotent: a task this execution already started is adopted, and RunTask carries a ``clientToken`` derived from
+the execution, so a retried step never starts a second migration. The latest ACTIVE revision of the family is
+reused when its migration container already runs this image; otherwise a new revision is registered that differs
+only in that image. A dry run registers nothing and runs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from release_steps import clients, config
+from release_steps.aws_errors import error_code, error_message
+from release_steps.config import EcsSettings
+from release_steps.ecs import EcsClient, EcsTask, EcsTaskDefinition
+from release_steps.errors import (
+    ConfigurationError,
+    EcsCapacityError,
+    MigrationTaskDefinitionError,
+    MigrationTaskStartError,
+)
+from release_steps.models import ImageStepInput, MigrationTask
+from release_steps.observability import logger, parse_event, step
+from release_steps.timeutil import deadline_after, to_iso, utc_now
+
+STEP_NAME = "Run migration task"
+STARTED_BY = "deployflow"
+EXECUTION_TAG = "deployflow:execution"
+IMAGE_TAG_TAG = "deployflow:image-tag"
+
+
+def client_token(execution_id: str) -> str:
+    """RunTask's idempotency token: 64 hex characters (the API allows up to 64, ASCII 33-126) fixed per execution."""
+    return hashlib.sha256(f"{execution_id}|{STEP_NAME}".encode()).hexdigest()
+
+
+def _resolve_task_definition(ecs: EcsClient, settings: EcsSettings) -> EcsTaskDefinition:
+    family = settings.migration_task_family
+    current = ecs.latest_task_definition(family)
+    if current is None:
+        raise MigrationTaskDefinitionError(
+            f"task definition family {family!r} (MIGRATION_TASK_FAMILY) has no ACTIVE revision"
+        )
+    if current.container(settings.migration_container_name) is None:
+        raise MigrationTaskDefinitionError(
+            f"container {settings.migration_container_name!r} (MIGRATION_CONTAINER_NAME) is not in task definition "
+            f"family {family!r} (latest ACTIVE revision {current.arn} has: {', '.join(current.container_names)})"
+        )
+    return current
+
+
+def _network_configuration(definition: EcsTaskDefinition, settings: EcsSettings) -> dict[str, Any]:
+    """awsvpc tasks need subnets (and take security groups); bridge/host tasks on EC2 take no network config."""
+    if definition.network_mode != "awsvpc":
+        return {}
+    if not settings.migration_subnets:
+        raise ConfigurationError(
+            f"task definition {definition.arn} uses networkMode awsvpc but MIGRATION_SUBNETS is empty"
+        )
+    awsvpc: dict[str, Any] = {
+        "subnets": list(settings.migration_subnets),
+        "assignPublicIp": "ENABLED" if settings.migration_assign_public_ip else "DISABLED",
+    }
+    if settings.migration_security_groups:
+        awsvpc["securityGroups"] = list(settings.migration_security_groups)
+    return {"networkConfiguration": {"awsvpcConfiguration": awsvpc}}
+
+
+def _started(
+    task: EcsTask, settings: EcsSettings, task_definition_arn: str, registered: bool, now: datetime
+) -> MigrationTask:
+    return MigrationTask(
+        cluster=settings.cluster,
+        task_definition_arn=task_definition_arn,
+        registered_new_revision=registered,
+        task_arn=task.arn,
+        status=task.phase,
+        done=False,
+        started_at=to_iso(task.started_at) if task.started_at else None,
+        deadline=deadline_after(task.created_at or now, settings.migration_timeout_seconds),
+    )
+
+
+def _run(ecs: EcsClient, definition: EcsTaskDefinition, params: dict[str, Any]) -> EcsTask:
+    where = f"task definition {definition.arn} on cluster {ecs.cluster}"
+    try:
+        result = ecs.run_task(taskDefinition=definition.arn, **params)
+    except ClientError as e:
+        message = error_message(e)
+        if "No Container Instances were found" in message:
+            raise EcsCapacityError(f"ECS could not place {where} now: {message}") from e
+        raise MigrationTaskStartError(f"ECS refused to start {where}: {error_code(e)}: {message}") from e
+    if result.tasks:
+        return result.tasks[0]
+    failures = "; ".join(str(f) for f in result.failures) or "no task and no failure reported"
+    if result.failures and all(f.is_capacity for f in result.failures):
+        raise EcsCapacityError(f"ECS could not place {where} now: {failures}")
+    raise MigrationTaskStartError(f"ECS refused to start {where}: {failures}")
+
+
+def run_migration(
+    state: ImageStepInput, settings: EcsSettings, ecs: EcsClient, now: datetime | None = None
+) -> MigrationTask:
+    """Start (or adopt) this execution's migration task; in a dry run, report what would happen."""
+    now = now or utc_now()
+    container = settings.migration_container_name
+    image = state.image.image_uri
+    current = _resolve_task_definition(ecs, settings)
+    current_image = (current.container(container) or {}).get("image")
+    needs_revision = current_image != image
+
+    if state.request.dry_run:
+        revision_note = (
+            f"would register a new revision of {current.family} with container {container} image {image} "
+            f"(latest {current.arn} has {current_image})"
+            if needs_revision
+            else f"would reuse {current.arn} (container {container} already has image {image})"
+        )
+        return MigrationTask(
+            cluster=settings.cluster,
+            task_definition_arn=current.arn,
+            registered_new_revision=False,
+            status="SKIPPED",
+            done=True,
+            deadline=deadline_after(now, settings.migration_timeout_seconds),
+            dry_run_note=f"dry run: {revision_note}; would run 1 task ({settings.migration_launch_type}) "
+            f"on cluster {settings.cluster}",
+        )
+
+    network = _network_configuration(current, settings)
+    execution_id = state.execution.id
+    adopted = ecs.find_tasks(current.family, STARTED_BY, EXECUTION_TAG, execution_id)
+    if adopted:
+        task = max(adopted, key=lambda t: (t.created_at.timestamp() if t.created_at else 0.0, t.arn))
+        logger.info("adopting the migration task this execution already started", extra={"task_arn": task.arn})
+        return _started(task, settings, task.task_definition_arn, registered=False, now=now)
+
+    definition = current
+    if needs_revision:
+        registration = current.registration_with_image(container, image, ecs.registrable_task_definition_fields)
+        definition = ecs.register_task_definition(registration)
+        logger.info("registered migration task definition", extra={"arn": definition.arn, "image": image})
+
+    task = _run(
+        ecs,
+        definition,
+        {
+            "count": 1,
+            "launchType": settings.migration_launch_type,
+            "startedBy": STARTED_BY,
+            "tags": [
+                {"key": EXECUTION_TAG, "value": execution_id},
+                {"key": IMAGE_TAG_TAG, "value": state.request.image_tag},
+            ],
+            "clientToken": client_token(execution_id),
+            **network,
+        },
+    )
+    logger.info("migration task started", extra={"task_arn": task.arn, "task_definition": definition.arn})
+    return _started(task, settings, definition.arn, registered=needs_revision, now=now)
+
+
+@step(STEP_NAME)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Run migration task."""
+    state = parse_event(ImageStepInput, event)
+    settings = config.ecs_settings()
+    return run_migration(state, settings, EcsClient(clients.client("ecs"), settings.cluster)).to_json()

@@ -1,0 +1,241 @@
+"""Client configuration per auth mode, MSK IAM's token callback, and the typed inputs and outputs of the topic step."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from confluent_kafka import KafkaError
+from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr, ValidationError
+from release_steps.config import KafkaSettings
+from release_steps.errors import ConfigurationError, KafkaAuthError
+from release_steps.kafka_topics import (
+    DEFAULT_TOPIC_NAMES,
+    KafkaAuthMode,
+    KafkaConnection,
+    MorePartitionsThanWanted,
+    PartitionGrowth,
+    TopicAdmin,
+    TopicReport,
+    TopicSpec,
+    build_client_config,
+    connection_from_settings,
+    open_admin,
+    plan_topics,
+    wanted_from_settings,
+)
+
+from deployflow.local.kafka import KafkaBroker
+
+SIGNER = "aws_msk_iam_sasl_signer.MSKAuthTokenProvider.generate_auth_token"
+
+
+def test_given_plaintext_when_config_built_then_no_security_and_every_wait_bounded() -> None:
+    config = build_client_config(KafkaConnection(bootstrap_servers="b1:9092,b2:9092", timeout_s=3))
+
+    assert config["bootstrap.servers"] == "b1:9092,b2:9092"
+    assert config["security.protocol"] == "PLAINTEXT"
+    assert config["socket.timeout.ms"] == 3000
+    assert config["socket.connection.setup.timeout.ms"] == 3000
+    assert not any(key.startswith(("sasl.", "ssl.")) for key in config), config
+
+
+def test_given_tls_with_a_ca_when_config_built_then_ssl_with_that_ca() -> None:
+    config = build_client_config(
+        KafkaConnection(bootstrap_servers="b:9094", auth_mode=KafkaAuthMode.TLS, ca_location="/opt/ca.pem")
+    )
+
+    assert config["security.protocol"] == "SSL"
+    assert config["ssl.ca.location"] == "/opt/ca.pem"
+
+
+def test_given_tls_without_a_ca_when_config_built_then_the_default_trust_store_is_used() -> None:
+    config = build_client_config(KafkaConnection.model_validate({"bootstrap_servers": "b:9094", "auth_mode": "tls"}))
+
+    assert config["security.protocol"] == "SSL"
+    assert "ssl.ca.location" not in config
+
+
+@pytest.mark.parametrize(("over_tls", "protocol"), [(True, "SASL_SSL"), (False, "SASL_PLAINTEXT")])
+def test_given_sasl_scram_when_config_built_then_scram_sha_512_with_the_credentials(
+    over_tls: bool, protocol: str
+) -> None:
+    config = build_client_config(
+        KafkaConnection(
+            bootstrap_servers="b:9096",
+            auth_mode=KafkaAuthMode.SASL_SCRAM,
+            username="deployer",
+            password=SecretStr("s3cret"),
+            sasl_over_tls=over_tls,
+        )
+    )
+
+    assert config["security.protocol"] == protocol
+    assert config["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert (config["sasl.username"], config["sasl.password"]) == ("deployer", "s3cret")
+
+
+def test_given_sasl_scram_connection_when_printed_then_the_password_is_hidden() -> None:
+    connection = KafkaConnection(
+        bootstrap_servers="b:9096", auth_mode=KafkaAuthMode.SASL_SCRAM, username="u", password=SecretStr("s3cret")
+    )
+
+    assert "s3cret" not in repr(connection)
+    assert "s3cret" not in connection.model_dump_json()
+
+
+def test_given_tls_with_a_missing_ca_file_when_admin_opened_then_configuration_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    connection = KafkaConnection(bootstrap_servers="127.0.0.1:9", auth_mode=KafkaAuthMode.TLS, ca_location=str(missing))
+
+    with pytest.raises(ConfigurationError, match=r"ssl\.ca\.location"):
+        open_admin(connection)
+
+
+def test_given_sasl_scram_without_password_when_validated_then_rejected() -> None:
+    with pytest.raises(ValidationError, match="sasl_scram needs username and password"):
+        KafkaConnection(bootstrap_servers="b:9096", auth_mode=KafkaAuthMode.SASL_SCRAM, username="u")
+
+
+def test_given_msk_iam_when_config_built_then_oauthbearer_over_tls_with_a_callback() -> None:
+    config = build_client_config(
+        KafkaConnection(bootstrap_servers="b-1.msk:9098", auth_mode=KafkaAuthMode.MSK_IAM, region="eu-west-1")
+    )
+
+    assert config["security.protocol"] == "SASL_SSL"
+    assert config["sasl.mechanism"] == "OAUTHBEARER"
+    assert callable(config["oauth_cb"])
+    assert "sasl.username" not in config
+
+
+def test_given_msk_iam_when_librdkafka_asks_for_a_token_then_the_signer_token_and_expiry_in_seconds_are_returned() -> (
+    None
+):
+    config = build_client_config(
+        KafkaConnection(bootstrap_servers="b-1.msk:9098", auth_mode=KafkaAuthMode.MSK_IAM, region="eu-west-1")
+    )
+
+    with mock.patch(SIGNER, return_value=("signed-token", 1_790_000_900_000)) as signer:
+        token = config["oauth_cb"](None)
+
+    signer.assert_called_once_with("eu-west-1")
+    assert token == ("signed-token", 1_790_000_900.0)
+
+
+def test_given_msk_iam_without_region_when_validated_then_rejected() -> None:
+    with pytest.raises(ValidationError, match="msk_iam needs region"):
+        KafkaConnection(bootstrap_servers="b:9098", auth_mode=KafkaAuthMode.MSK_IAM)
+
+
+@pytest.mark.timeout(60)
+def test_given_msk_iam_config_when_the_client_connects_then_librdkafka_calls_the_signer_and_a_refusal_is_auth_error(
+    kafka_broker: KafkaBroker,
+) -> None:
+    # The real librdkafka against the real broker: its SASL listener offers SCRAM only, so the OAUTHBEARER handshake
+    # is refused, but only after librdkafka fetched a token through oauth_cb (confluent-kafka 2.16 calls it from its
+    # background thread, without poll()).
+    connection = KafkaConnection(
+        bootstrap_servers=kafka_broker.bootstrap_sasl, auth_mode=KafkaAuthMode.MSK_IAM, region="us-east-1", timeout_s=5
+    )
+    config = build_client_config(connection)
+    config["security.protocol"] = "SASL_PLAINTEXT"  # no TLS on the local listener
+    regions: list[str] = []
+
+    def signer(region: str) -> tuple[str, int]:
+        regions.append(region)
+        return "signed-token", 4_102_444_800_000
+
+    errors: deque[KafkaError] = deque(maxlen=50)
+    config["error_cb"] = errors.append
+    with mock.patch(SIGNER, side_effect=signer):
+        admin = TopicAdmin(AdminClient(config), connection.bootstrap_servers, connection.timeout_s, errors)
+        with pytest.raises(KafkaAuthError) as caught:
+            plan_topics(admin, [TopicSpec(name="alerts.new", replication_factor=1)])
+
+    assert regions, "librdkafka should have asked oauth_cb for a token"
+    assert set(regions) == {"us-east-1"}, regions
+    assert "OAUTHBEARER" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.timeout(60)
+def test_given_msk_iam_and_a_signer_without_credentials_when_admin_opened_then_auth_error_names_the_cause() -> None:
+    connection = KafkaConnection(bootstrap_servers="127.0.0.1:9", auth_mode=KafkaAuthMode.MSK_IAM, region="eu-west-1")
+
+    with (
+        mock.patch(SIGNER, side_effect=RuntimeError("Unable to locate credentials")),
+        pytest.raises(KafkaAuthError) as caught,
+    ):
+        open_admin(connection)
+
+    message = str(caught.value)
+    assert "Unable to locate credentials" in message, message
+    assert "127.0.0.1:9" in message, message
+
+
+def test_given_stack_settings_when_converted_then_connection_and_topics_follow_them() -> None:
+    settings = KafkaSettings.from_mapping(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "b-1:9096",
+            "KAFKA_AUTH_MODE": "sasl_scram",
+            "KAFKA_TOPICS": ",".join(DEFAULT_TOPIC_NAMES),
+            "KAFKA_REPLICATION_FACTOR": "3",
+            "KAFKA_TOPIC_CONFIGS": '{"retention.ms": 604800000}',
+            "KAFKA_TIMEOUT_SECONDS": "4",
+        }
+    )
+
+    connection = connection_from_settings(settings, username="u", password="p")
+    wanted = wanted_from_settings(settings)
+
+    assert build_client_config(connection)["security.protocol"] == "SASL_SSL"
+    assert connection.timeout_s == 4
+    assert [(t.name, t.partitions, t.replication_factor, t.configs) for t in wanted] == [
+        (name, 9, 3, {"retention.ms": "604800000"}) for name in DEFAULT_TOPIC_NAMES
+    ]
+
+
+def test_given_msk_iam_settings_without_region_when_converted_then_configuration_error() -> None:
+    settings = KafkaSettings.from_mapping(
+        {"KAFKA_BOOTSTRAP_SERVERS": "b-1:9098", "KAFKA_AUTH_MODE": "msk_iam", "KAFKA_TOPICS": "alerts.new"}
+    )
+
+    with pytest.raises(ConfigurationError, match="msk_iam needs region"):
+        connection_from_settings(settings)
+
+
+@pytest.mark.parametrize("name", ["", "has space", "a/b", "x" * 250, ".."])
+def test_given_an_illegal_topic_name_when_validated_then_rejected(name: str) -> None:
+    with pytest.raises(ValidationError, match="legal Kafka topic name"):
+        TopicSpec(name=name, replication_factor=1)
+
+
+def test_given_numeric_and_boolean_config_values_when_validated_then_they_become_kafka_strings() -> None:
+    spec = TopicSpec.model_validate(
+        {"name": "alerts.new", "replication_factor": 3, "configs": {"retention.ms": 3600000, "preallocate": True}}
+    )
+
+    assert spec.configs == {"retention.ms": "3600000", "preallocate": "true"}
+
+
+def test_given_a_report_when_serialised_then_it_round_trips_as_json() -> None:
+    report = TopicReport(
+        dry_run=False,
+        bootstrap_servers="b:9092",
+        created=["alerts.new"],
+        grown=[PartitionGrowth(topic="rule.changed", from_partitions=3, to_partitions=9)],
+        more_partitions_than_wanted=[MorePartitionsThanWanted(topic="alerts.matched", partitions=12, wanted=9)],
+        unchanged=["alerts.matched", "notifications.ready"],
+        partitions={"alerts.new": 9, "rule.changed": 9, "alerts.matched": 12, "notifications.ready": 9},
+    )
+
+    assert TopicReport.model_validate_json(report.model_dump_json()) == report
+    result = report.to_result().to_json()
+    assert [(t["name"], t["action"], t["partitionsBefore"], t["partitionsAfter"]) for t in result["topics"]] == [
+        ("alerts.new", "create", None, 9),
+        ("rule.changed", "grow", 3, 9),
+        ("alerts.matched", "over-partitioned", 12, 12),
+        ("notifications.ready", "unchanged", 9, 9),
+    ]

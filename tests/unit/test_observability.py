@@ -1,0 +1,166 @@
+"""The handler shape every step shares: event parsing, step-named errors, correlation id and the duration metric."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+from release_steps.errors import ImageNotFoundError, InvalidInputError, MigrationTimeoutError
+from release_steps.models import ReleaseState
+from release_steps.observability import describe_validation_error, logger, parse_event, step
+
+NO_CONTEXT: Any = None  # the decorator never reads the Lambda context
+EXECUTION_ID = "arn:aws:states:us-east-1:123456789012:execution:deployflow-release:release-2026-11-23-4"
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+@pytest.fixture(autouse=True)
+def powertools_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DeployflowTest")
+    yield
+    logger.remove_keys(["step"])
+    logger.set_correlation_id(None)
+
+
+def emitted_metrics(output: str) -> list[dict[str, Any]]:
+    documents = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [d for d in documents if "_aws" in d]
+
+
+# --- parse_event / describe_validation_error --------------------------------------------------------------------
+
+
+def test_given_a_valid_event_when_parsed_then_the_model_is_returned() -> None:
+    assert parse_event(Point, {"x": 1, "y": 2}) == Point(x=1, y=2)
+
+
+@pytest.mark.parametrize("event", [[1, 2], "x=1", None, 42])
+def test_given_an_event_that_is_not_an_object_when_parsed_then_invalid_input_names_its_type(event: Any) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        parse_event(Point, event)
+
+    assert raised.value.message == f"invalid step input: expected a JSON object, got {type(event).__name__}"
+
+
+def test_given_a_state_missing_nested_fields_when_parsed_then_every_field_is_named_by_its_json_path() -> None:
+    event = {"request": {"services": ["a"], "dryRun": False}, "execution": {}, "poll": {"migrationSeconds": "x"}}
+
+    with pytest.raises(InvalidInputError) as raised:
+        parse_event(ReleaseState, event, "release state")
+
+    message = raised.value.message
+    assert message.startswith("invalid release state: ")
+    for field in ("request.imageTag", "execution.id", "execution.stateMachineArn", "poll.migrationSeconds"):
+        assert f"{field}: " in message, f"{field} should be named in: {message}"
+    assert "\n" not in message
+
+
+def test_given_a_validation_error_when_described_then_one_line_lists_field_and_reason() -> None:
+    with pytest.raises(ValidationError) as raised:
+        Point.model_validate({"x": "one"})
+
+    assert describe_validation_error(raised.value, "point") == (
+        "invalid point: x: Input should be a valid integer, unable to parse string as an integer; y: Field required"
+    )
+
+
+# --- step ---------------------------------------------------------------------------------------------------------
+
+
+def test_given_a_handler_when_decorated_then_its_result_name_and_docstring_are_kept(capsys: Any) -> None:
+    @step("Check migration image")
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Check migration image."""
+        return {"echo": event["value"]}
+
+    assert lambda_handler({"value": 7}, NO_CONTEXT) == {"echo": 7}
+    assert lambda_handler.__name__ == "lambda_handler"
+    assert lambda_handler.__doc__ == "Check migration image."
+
+
+def test_given_a_step_error_when_raised_then_same_class_with_the_step_name_and_the_original_as_cause() -> None:
+    original = ImageNotFoundError("image tag '1.2' not found in ECR repository 'm'")
+
+    @step("Check migration image")
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise original
+
+    with pytest.raises(ImageNotFoundError) as raised:
+        lambda_handler({}, NO_CONTEXT)
+
+    assert type(raised.value) is ImageNotFoundError, "the class name is the ASL contract: it must not change"
+    assert raised.value.message == "[Check migration image] image tag '1.2' not found in ECR repository 'm'"
+    assert str(raised.value) == raised.value.message
+    assert raised.value.__cause__ is original
+
+
+def test_given_an_error_already_named_after_the_step_when_raised_then_it_is_not_prefixed_twice() -> None:
+    already = MigrationTimeoutError("[Check migration task] task t still RUNNING")
+
+    @step("Check migration task")
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise already
+
+    with pytest.raises(MigrationTimeoutError) as raised:
+        lambda_handler({}, NO_CONTEXT)
+
+    assert raised.value is already
+
+
+def test_given_an_unexpected_exception_when_raised_then_it_propagates_unchanged() -> None:
+    boom = KeyError("taskArn")
+
+    @step("Run migration task")
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise boom
+
+    with pytest.raises(KeyError) as raised:
+        lambda_handler({}, NO_CONTEXT)
+
+    assert raised.value is boom
+
+
+def test_given_an_event_with_an_execution_when_handled_then_the_execution_id_is_the_correlation_id() -> None:
+    seen: list[str | None] = []
+
+    @step("Restart services")
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.append(logger.get_correlation_id())
+        return {}
+
+    lambda_handler({"execution": {"id": EXECUTION_ID}}, NO_CONTEXT)
+    lambda_handler({"input": {"imageTag": "x"}}, NO_CONTEXT)
+
+    assert seen == [EXECUTION_ID, None]
+
+
+@pytest.mark.parametrize(("fails", "outcome"), [(False, "succeeded"), (True, "InvalidInputError")])
+def test_given_a_step_when_it_ends_then_its_duration_metric_is_emitted_with_step_and_outcome(
+    capsys: Any, fails: bool, outcome: str
+) -> None:
+    @step("Validate release request")
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if fails:
+            raise InvalidInputError("invalid execution input: imageTag: Field required")
+        return {}
+
+    if fails:
+        with pytest.raises(InvalidInputError):
+            lambda_handler({}, NO_CONTEXT)
+    else:
+        lambda_handler({}, NO_CONTEXT)
+
+    [metric] = emitted_metrics(capsys.readouterr().out)
+    assert metric["step"] == "Validate release request"
+    assert metric["outcome"] == outcome
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "StepDuration", "Unit": "Milliseconds"}]
+    [duration] = metric["StepDuration"] if isinstance(metric["StepDuration"], list) else [metric["StepDuration"]]
+    assert duration >= 0
