@@ -1,0 +1,497 @@
+"""Build deployment record / Summarize failure: the execution's output document and a summary for the incident channel.
+
+The same function serves both states. On the failure path it receives whatever the state holds when a step's error
+was caught, so it reads every section leniently and never raises on a partial or malformed state: a summary that
+names the failing step, the error and what to do next is worth more than a perfect one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from release_steps.models import (
+    DeploymentRecord,
+    FailureInfo,
+    ImageResult,
+    MigrationTask,
+    RecordResult,
+    RecordStepInput,
+    RolloutResult,
+    SchemaResult,
+    ServiceRollout,
+    TopicsResult,
+)
+from release_steps.observability import describe_validation_error, logger, step
+from release_steps.timeutil import to_iso, utc_now
+
+STATE_NAME = "Build deployment record"
+
+# The workflow's Lambda states in order, each with the section of the state it writes (its ResultPath).
+STEP_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("Validate release request", "request"),
+    ("Check migration image", "image"),
+    ("Run migration task", "migration"),
+    ("Check migration task", "migration"),
+    ("Verify schema", "schema"),
+    ("Create Kafka topics", "topics"),
+    ("Restart services", "rollout"),
+    ("Check services", "rollout"),
+    ("Build deployment record", "record"),
+)
+STEP_NAMES = frozenset(name for name, _ in STEP_SECTIONS)
+
+# What an operator does next, per error name (errors.py), one line each.
+NEXT_STEPS: dict[str, str] = {
+    # terminal
+    "InvalidInputError": "fix the field named in the cause in the execution input and start a new execution",
+    "ConfigurationError": "fix the stack parameter behind the named variable (samconfig.toml), redeploy the stack, "
+    "then start a new release",
+    "DeploymentInProgressError": "let the running release finish (or stop it in the console), then start this one "
+    "again",
+    "ImageNotFoundError": "push the migration image with this tag (or correct the tag) and start a new release",
+    "ImageScanFailedError": "look at the image's scan in ECR (unsupported base image?), rescan it and start a new "
+    "release",
+    "ImageVulnerableError": "rebuild the migration image on a patched base (or raise ScanSeverityThreshold "
+    "knowingly) and start a new release",
+    "MigrationTaskDefinitionError": "check the MigrationTaskFamily and MigrationContainerName parameters against ECS, "
+    "redeploy the stack, then start a new release",
+    "MigrationTaskStartError": "fix what ECS refused (subnets, security groups, roles, image) and start a new release",
+    "MigrationFailedError": "read the migration log tail above; fix the SQL and start a new release",
+    "MigrationTimeoutError": "the task was stopped: look for locks or a long-running statement in the database, raise "
+    "MigrationTimeoutSeconds if the migration is legitimately long, then start a new release",
+    "DatabaseAuthError": "check the database secret (rotated?) against the database user, then redrive the execution",
+    "SchemaMismatchError": "compare the diff above with sql/; add a migration that removes the drift and start a new "
+    "release",
+    "KafkaAuthError": "check the Kafka credentials of the topic step (SCRAM secret or MSK IAM policy), then redrive",
+    "TopicConflictError": "reconcile the topic by hand or change the topic parameters (topics are never shrunk or "
+    "deleted), then redrive",
+    "ServiceNotFoundError": "check the service names (execution input or ServiceNames) against the cluster and start "
+    "a new release; the migration already ran",
+    "ServiceDeploymentFailedError": "read the service's events in the ECS console (failed or rolled back), fix the "
+    "service and start a new release; the migration already ran",
+    "ServiceRolloutTimeoutError": "the deployment may still be running: check the service's events in the ECS "
+    "console; raise ServicesTimeoutSeconds if rollouts are legitimately slow",
+    # transient, after the state machine's retry budget ran out
+    "AwsThrottlingError": "AWS kept throttling after every retry: redrive the execution in a few minutes",
+    "ImageScanPendingError": "the ECR scan did not finish within the retry budget: redrive the execution once the "
+    "scan is complete",
+    "EcsCapacityError": "ECS could not place the migration task: check the cluster's capacity, then redrive the "
+    "execution",
+    "DatabaseUnreachableError": "check that the database is up and that the function's subnets and security group "
+    "reach it, then redrive the execution",
+    "KafkaUnreachableError": "check that the brokers are up and that the function's subnets and security group reach "
+    "them, then redrive the execution",
+    # raised by Step Functions itself
+    "States.Timeout": "the step ran past its TimeoutSeconds: read its log in the execution history, then redrive",
+}
+UNEXPECTED_HINT = (
+    "an unexpected failure inside the step: read its log (linked from the execution history), fix the code or the "
+    "configuration, then redrive the execution"
+)
+GENERIC_HINT = "read the execution history in the Step Functions console, fix the cause, then redrive or start again"
+
+SUBJECT_MAX = 99  # SNS: "less than 100 characters", one line, no control characters
+CAUSE_MAX = 4000  # in the record
+SUMMARY_CAUSE_MAX = 1500  # in the summary: an SNS email or a chat message, not a log
+SUMMARY_LIST_MAX = 20
+
+_PREFIX = re.compile(r"^\[(?P<step>[^\]\n]+)\]\s*(?P<rest>.*)$", re.DOTALL)
+_SECTION_KEYS = ("request", "execution", "image", "migration", "schema", "topics", "rollout", "failure", "rawInput")
+# Keys the workflow itself writes into the state; anything else beside a missing request is the raw execution input.
+_WORKFLOW_KEYS = frozenset((*_SECTION_KEYS, "poll", "record", "summaryFailure", "notifyFailure"))
+_SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+
+
+@step(STATE_NAME)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Build the deployment record and its summary from the state (also a failed, partial one)."""
+    state, unreadable = read_state(event)
+    result = build_record(state, finished_at=utc_now(), unreadable=unreadable)
+    logger.info(
+        "deployment record built",
+        extra={"outcome": result.record.outcome, "failed_step": result.record.failed_step},
+    )
+    return result.to_json()
+
+
+# --- reading the state ----------------------------------------------------------------------------------------------
+
+
+def read_state(event: Any) -> tuple[RecordStepInput, list[str]]:
+    """Parse the state section by section; an unreadable section is dropped and reported, never raised."""
+    if not isinstance(event, dict):
+        return RecordStepInput(), [f"the state is not a JSON object but {type(event).__name__}"]
+    readable: dict[str, Any] = {}
+    unreadable: list[str] = []
+    for key in _SECTION_KEYS:
+        if key not in event or event[key] is None:
+            continue
+        try:
+            RecordStepInput.model_validate({key: event[key]})
+        except ValidationError as e:
+            unreadable.append(describe_validation_error(e, f"state section {key!r}"))
+        else:
+            readable[key] = event[key]
+    if "failure" in event and "failure" not in readable:
+        readable["failure"] = _coerce_failure(event["failure"]).model_dump(by_alias=True)
+    if "request" not in readable and "rawInput" not in readable:
+        leftovers = {k: v for k, v in event.items() if k not in _WORKFLOW_KEYS}
+        if leftovers:
+            readable["rawInput"] = leftovers
+    return RecordStepInput.model_validate(readable), unreadable
+
+
+def _coerce_failure(raw: Any) -> FailureInfo:
+    """A failure section that does not have Step Functions' shape, kept as well as it can be."""
+    error = raw.get("Error") if isinstance(raw, dict) else None
+    cause = raw.get("Cause") if isinstance(raw, dict) else raw
+    if cause is not None and not isinstance(cause, str):
+        cause = json.dumps(cause, default=str)
+    return FailureInfo.model_validate({"Error": str(error) if error else "UnknownError", "Cause": cause})
+
+
+# --- the failure ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailureDetails:
+    """The failure as an operator reads it."""
+
+    error: str
+    message: str
+    failed_step: str
+    next_step: str
+
+
+def describe_failure(state: RecordStepInput) -> FailureDetails | None:
+    """Which step failed, with which error and message, and what to do next; None when nothing failed."""
+    if state.failure is None:
+        return None
+    error = state.failure.error
+    message = _cause_message(state.failure.cause)
+    failed_step: str | None = None
+    prefixed = _PREFIX.match(message)
+    if prefixed and prefixed.group("step").strip() in STEP_NAMES:
+        failed_step = prefixed.group("step").strip()
+        message = prefixed.group("rest").strip()
+    return FailureDetails(
+        error=error,
+        message=message,
+        failed_step=failed_step or infer_failed_step(state),
+        next_step=next_step_hint(error),
+    )
+
+
+def _cause_message(cause: str | None) -> str:
+    """The error message inside a Lambda cause (``{"errorMessage", "errorType", ...}``), else the cause itself."""
+    if not cause:
+        return ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause.strip()
+    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
+        return str(parsed["errorMessage"]).strip()
+    return cause.strip()
+
+
+def infer_failed_step(state: RecordStepInput) -> str:
+    """The first step whose result is missing (or whose wait loop had not finished)."""
+    if state.request is None or state.execution is None:
+        return "Validate release request"
+    if state.image is None:
+        return "Check migration image"
+    if state.migration is None:
+        return "Run migration task"
+    if not state.migration.done:
+        return "Check migration task"
+    if state.schema_ is None:
+        return "Verify schema"
+    if state.topics is None:
+        return "Create Kafka topics"
+    if state.rollout is None:
+        return "Restart services"
+    if not state.rollout.done:
+        return "Check services"
+    return "Build deployment record"
+
+
+def next_step_hint(error: str) -> str:
+    """One line telling the operator what to do about ``error``."""
+    if error in NEXT_STEPS:
+        return NEXT_STEPS[error]
+    if error.startswith(("Lambda.", "Sandbox.", "Runtime.")) or error in {"States.TaskFailed", "States.Runtime"}:
+        return UNEXPECTED_HINT
+    return GENERIC_HINT
+
+
+# --- the record -----------------------------------------------------------------------------------------------------
+
+
+def build_record(state: RecordStepInput, finished_at: datetime, unreadable: list[str] | None = None) -> RecordResult:
+    """The deployment record, its SNS subject and its summary."""
+    failure = describe_failure(state)
+    dry_run = state.request.dry_run if state.request else _raw(state, "dryRun") is True
+    if failure is not None:
+        outcome = "failed"
+    elif dry_run:
+        outcome = "dry-run"
+    else:
+        outcome = "succeeded"
+    started = _parse_time(state.execution.start_time) if state.execution else None
+    duration = round((finished_at - started).total_seconds(), 3) if started else None
+    record = DeploymentRecord.model_validate(
+        {
+            "outcome": outcome,
+            "executionArn": state.execution.id if state.execution else None,
+            "executionName": state.execution.name if state.execution else None,
+            "imageTag": _image_tag(state),
+            "imageUri": state.image.image_uri if state.image else None,
+            "imageDigest": state.image.digest if state.image else None,
+            "dryRun": dry_run,
+            "migration": state.migration.to_json() if state.migration else None,
+            "schema": state.schema_.to_json() if state.schema_ else None,
+            "topics": state.topics.to_json() if state.topics else None,
+            "services": [s.to_json() for s in state.rollout.services] if state.rollout else [],
+            "failedStep": failure.failed_step if failure else None,
+            "error": failure.error if failure else None,
+            "cause": _clip(failure.message, CAUSE_MAX) if failure else None,
+            "startedAt": state.execution.start_time if state.execution else None,
+            "finishedAt": to_iso(finished_at),
+            "durationSeconds": duration,
+        }
+    )
+    return RecordResult(
+        subject=subject_line(record, _label(state)),
+        summary=summary_text(state, record, failure, unreadable or []),
+        record=record,
+    )
+
+
+def _raw(state: RecordStepInput, key: str) -> Any:
+    return state.raw_input.get(key) if state.raw_input else None
+
+
+def _image_tag(state: RecordStepInput) -> str | None:
+    if state.image:
+        return state.image.tag
+    if state.request:
+        return state.request.image_tag
+    raw = _raw(state, "imageTag")
+    return raw if isinstance(raw, str) else None
+
+
+def _label(state: RecordStepInput) -> str:
+    """The stack's name from the state machine's (``<stack>-release``): it names the environment."""
+    if state.execution and state.execution.state_machine_arn:
+        name = state.execution.state_machine_arn.rsplit(":", 1)[-1].strip().removesuffix("-release")
+        if name:
+            return name
+    return "deployflow"
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def subject_line(record: DeploymentRecord, label: str) -> str:
+    """The SNS subject: one ASCII line under 100 characters."""
+    tag = record.image_tag or "(no image tag)"
+    what = f"dry run of {tag}" if record.dry_run else f"release {tag}"
+    if record.outcome == "failed":
+        # The error name before the step: if anything is cut, it is the step (the summary repeats both).
+        text = f"{label}: {what} FAILED: {record.error} at {record.failed_step}"
+    elif record.outcome == "dry-run":
+        text = f"{label}: {what} passed"
+    else:
+        text = f"{label}: {what} succeeded"
+    text = " ".join(text.encode("ascii", "replace").decode("ascii").split())
+    return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 3].rstrip() + "..."
+
+
+# --- the summary ----------------------------------------------------------------------------------------------------
+
+
+def summary_text(
+    state: RecordStepInput, record: DeploymentRecord, failure: FailureDetails | None, unreadable: list[str]
+) -> str:
+    """A short plain-text block an operator pastes into the incident channel."""
+    lines: list[str] = []
+    what = "dry run" if record.dry_run else "release"
+    tag = record.image_tag or "(no image tag)"
+    if failure is not None:
+        lines.append(f"deployflow {what} of {tag} FAILED at {failure.failed_step}")
+        lines.append(_field("Error", failure.error))
+        lines.append(_field("Cause", _clip(failure.message, SUMMARY_CAUSE_MAX) or "(no cause given)"))
+        lines.append(_field("Next", failure.next_step))
+    elif record.dry_run:
+        lines.append(f"deployflow dry run of {tag} passed: nothing was changed; below is what a release would do")
+    else:
+        lines.append(f"deployflow release of {tag} succeeded")
+    lines.append(_field("Execution", _execution_line(state)))
+    lines.append(_field("Request", _request_line(state)))
+    lines.append(_field("Image", _image_line(state.image)))
+    lines.append(_field("Migration", _migration_line(state.migration)))
+    lines.append(_field("Schema", _schema_line(state.schema_)))
+    lines.append(_field("Topics", _topics_line(state.topics)))
+    lines.append(_field("Services", _services_line(state.rollout)))
+    lines.append(_field("Timings", _timings_line(record)))
+    for problem in unreadable:
+        lines.append(_field("Unreadable", _clip(problem, 300)))
+    return "\n".join(lines)
+
+
+def _field(name: str, value: str) -> str:
+    label = f"{name}:".ljust(12)
+    return label + value.replace("\n", "\n" + " " * 12)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 15].rstrip() + " ... (clipped)"
+
+
+def _execution_line(state: RecordStepInput) -> str:
+    if state.execution is None:
+        return "unknown: the request was rejected before its execution context was recorded (see the console)"
+    return f"{state.execution.name} ({state.execution.id})"
+
+
+def _request_line(state: RecordStepInput) -> str:
+    if state.request is not None:
+        dry = ", dry run" if state.request.dry_run else ""
+        return f"image tag {state.request.image_tag}, services {', '.join(state.request.services)}{dry}"
+    if state.raw_input is not None:
+        return "as received (not validated): " + _clip(json.dumps(state.raw_input, default=str, sort_keys=True), 500)
+    return "not recorded"
+
+
+def _image_line(image: ImageResult | None) -> str:
+    if image is None:
+        return "not reached"
+    counts = [f"{sev} {image.finding_counts[sev]}" for sev in _SEVERITIES if image.finding_counts.get(sev)]
+    counts += [f"{sev} {n}" for sev, n in sorted(image.finding_counts.items()) if sev not in _SEVERITIES and n]
+    findings = ", ".join(counts) if counts else "no findings"
+    return f"{image.repository}:{image.tag} @ {image.digest} (scan {image.scan_status}, {findings})"
+
+
+def _migration_line(migration: MigrationTask | None) -> str:
+    if migration is None:
+        return "not reached"
+    task = f"task {migration.task_arn}" if migration.task_arn else "no task started"
+    revision = ", new task definition revision" if migration.registered_new_revision else ""
+    if migration.status == "SKIPPED":
+        note = f": {migration.dry_run_note}" if migration.dry_run_note else ""
+        return f"skipped (dry run){note}"
+    if migration.exit_code is not None:
+        took = f" after {_duration(migration.duration_seconds)}" if migration.duration_seconds is not None else ""
+        reason = f", {migration.stopped_reason}" if migration.exit_code != 0 and migration.stopped_reason else ""
+        return f"exit code {migration.exit_code}{took}{reason} ({task}{revision})"
+    if migration.status == "STOPPED":
+        reason = migration.stopped_reason or migration.stop_code or "no reason given"
+        return f"stopped without an exit code: {reason} ({task})"
+    return (
+        f"last seen {migration.status.lower()} after {migration.checks} checks, deadline {migration.deadline} ({task})"
+    )
+
+
+def _schema_line(schema: SchemaResult | None) -> str:
+    if schema is None:
+        return "not reached"
+    parts: list[str] = [schema.verdict]
+    if schema.pending_migrations:
+        parts.append(f"pending migrations {', '.join(schema.pending_migrations)}")
+    if schema.applied_versions:
+        parts.append(f"applied {', '.join(schema.applied_versions[-5:])}")
+    text = "; ".join(parts)
+    shown = schema.differences[:SUMMARY_LIST_MAX]
+    for difference in shown:
+        text += f"\n- {difference}"
+    if len(schema.differences) > len(shown):
+        text += f"\n- ... and {len(schema.differences) - len(shown)} more differences"
+    return text
+
+
+def _topics_line(topics: TopicsResult | None) -> str:
+    if topics is None:
+        return "not reached"
+    groups: dict[str, list[str]] = {}
+    for change in topics.topics:
+        if change.action == "grow":
+            item = f"{change.name} ({change.partitions_before} -> {change.partitions_after} partitions)"
+        elif change.action == "over-partitioned":
+            item = f"{change.name} ({change.partitions_before} partitions, more than wanted; left as is)"
+        elif change.action == "configs-altered":
+            item = f"{change.name} ({', '.join(f'{k}={v}' for k, v in sorted(change.configs_altered.items()))})"
+        else:
+            item = change.name
+        groups.setdefault(change.action, []).append(item)
+    labels = {
+        "create": "created",
+        "grow": "grown",
+        "configs-altered": "configs altered",
+        "unchanged": "unchanged",
+        "over-partitioned": "over-partitioned",
+    }
+    text = "; ".join(f"{labels[action]} {', '.join(groups[action])}" for action in labels if action in groups)
+    if not text:
+        text = "none"
+    return f"would have: {text}" if topics.dry_run else text
+
+
+def _services_line(rollout: RolloutResult | None) -> str:
+    if rollout is None:
+        return "not reached"
+    if not rollout.services:
+        return "none restarted"
+    lines = [_service_line(s) for s in rollout.services[:SUMMARY_LIST_MAX]]
+    if len(rollout.services) > SUMMARY_LIST_MAX:
+        lines.append(f"... and {len(rollout.services) - SUMMARY_LIST_MAX} more services")
+    prefix = "would restart: " if rollout.dry_run else ""
+    suffix = (
+        "" if rollout.done else f"\n(rollout not finished after {rollout.checks} checks, deadline {rollout.deadline})"
+    )
+    return prefix + "\n".join(lines) + suffix
+
+
+def _service_line(service: ServiceRollout) -> str:
+    reason = f" ({service.rollout_state_reason})" if service.rollout_state_reason else ""
+    deployment = f", deployment {service.deployment_id}" if service.deployment_id else ", no new deployment"
+    counts = (
+        f", {service.running_count}/{service.desired_count} running"
+        if service.running_count is not None and service.desired_count is not None
+        else ""
+    )
+    return f"{service.name}: {service.rollout_state}{reason}{deployment}{counts}"
+
+
+def _timings_line(record: DeploymentRecord) -> str:
+    started = record.started_at or "unknown"
+    total = f", {_duration(record.duration_seconds)} in all" if record.duration_seconds is not None else ""
+    migration = ""
+    if record.migration is not None and record.migration.duration_seconds is not None:
+        migration = f"; migration task {_duration(record.migration.duration_seconds)}"
+    return f"started {started}, finished {record.finished_at}{total}{migration}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"

@@ -1,0 +1,411 @@
+"""Static checks of statemachine/deploy.asl.json: its graph, its error contract with errors.py, its bounds."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from release_steps import errors
+
+from tests.static import documents as docs
+
+# The states of the contract table (docs/HELPERS.md) and the path a successful release takes.
+CONTRACT_TASKS = [
+    "Validate release request",
+    "Check migration image",
+    "Run migration task",
+    "Check migration task",
+    "Verify schema",
+    "Create Kafka topics",
+    "Restart services",
+    "Check services",
+    "Build deployment record",
+]
+SUCCESS_PATH = [
+    "Validate release request",
+    "Check migration image",
+    "Run migration task",
+    "Migration task finished?",
+    "Verify schema",
+    "Create Kafka topics",
+    "Restart services",
+    "Services rolled out?",
+    "Build deployment record",
+    "Notify success",
+    "Return deployment record",
+    "Release succeeded",
+]
+RESULT_PATHS = {
+    "Validate release request": "$",
+    "Check migration image": "$.image",
+    "Run migration task": "$.migration",
+    "Check migration task": "$.migration",
+    "Verify schema": "$.schema",
+    "Create Kafka topics": "$.topics",
+    "Restart services": "$.rollout",
+    "Check services": "$.rollout",
+    "Build deployment record": "$.record",
+    "Summarize failure": "$.record",
+}
+# Transient errors a state must retry because its step raises them by design (the contract); the source scan below
+# adds whatever else the code it runs can raise.
+REQUIRED_RETRIES = {
+    "Check migration image": {"ImageScanPendingError"},
+    "Run migration task": {"EcsCapacityError"},
+    "Verify schema": {"DatabaseUnreachableError"},
+    "Create Kafka topics": {"KafkaUnreachableError"},
+}
+# The only Lambda tasks that make no AWS call of their own: everything else retries AwsThrottlingError.
+NO_AWS_CALLS = {"Build deployment record", "Summarize failure"}
+FAILURE_ENTRY = "Summarize failure"
+HISTORY_EVENT_LIMIT = 25_000
+EVENTS_PER_POLL = 10  # Choice (2) + Wait (2) + Lambda task (5) events per loop turn, rounded up
+
+
+def test_given_the_definition_then_start_at_exists_and_every_state_is_reachable() -> None:
+    definition = docs.asl()
+    all_states = definition["States"]
+    assert definition["StartAt"] in all_states, f"StartAt {definition['StartAt']!r} is not a state"
+    for name, state in all_states.items():
+        for target in docs.transitions(state):
+            assert target in all_states, f"state {name!r} hands over to {target!r}, which does not exist"
+    unreachable = set(all_states) - docs.reachable(definition["StartAt"])
+    assert not unreachable, f"states no path reaches: {sorted(unreachable)}"
+
+
+def test_given_the_contract_table_then_every_step_state_exists_with_its_result_path() -> None:
+    all_states = docs.states()
+    for name, result_path in RESULT_PATHS.items():
+        assert name in all_states, f"the contract's state {name!r} is missing from the ASL"
+        assert all_states[name]["Type"] == "Task", f"{name!r} must be a Task"
+        assert all_states[name]["ResultPath"] == result_path, (
+            f"{name!r} writes {all_states[name]['ResultPath']!r}; the contract says {result_path!r}"
+        )
+    assert set(docs.lambda_tasks()) == {*CONTRACT_TASKS, FAILURE_ENTRY}, (
+        f"Lambda tasks {sorted(docs.lambda_tasks())} differ from the contract table"
+    )
+
+
+def test_given_the_definition_then_every_state_and_the_machine_have_a_comment() -> None:
+    definition = docs.asl()
+    assert definition.get("Comment"), "the state machine has no top-level Comment"
+    missing = [name for name, state in definition["States"].items() if not state.get("Comment")]
+    assert not missing, f"states without a Comment: {missing}"
+
+
+def test_given_a_successful_release_then_the_states_follow_the_designed_order() -> None:
+    all_states = docs.states()
+    walked = [docs.asl()["StartAt"]]
+    while all_states[walked[-1]]["Type"] != "Succeed":
+        state = all_states[walked[-1]]
+        if state["Type"] == "Choice":
+            done = [c for c in state["Choices"] if c.get("BooleanEquals") is True]
+            assert len(done) == 1, f"choice {walked[-1]!r} needs one done==true branch"
+            walked.append(done[0]["Next"])
+        else:
+            walked.append(state["Next"])
+        assert len(walked) < 50, f"the success path loops: {walked}"
+    assert walked == SUCCESS_PATH
+
+
+def test_given_the_first_state_then_it_receives_the_raw_input_and_the_execution_context() -> None:
+    first = docs.states()["Validate release request"]
+    assert first["Parameters"] == {
+        "input.$": "$",
+        "execution": {
+            "id.$": "$$.Execution.Id",
+            "name.$": "$$.Execution.Name",
+            "startTime.$": "$$.Execution.StartTime",
+            "stateMachineArn.$": "$$.StateMachine.Id",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("choice", "done_target", "wait", "check", "seconds_path"),
+    [
+        (
+            "Migration task finished?",
+            "Verify schema",
+            "Wait for migration task",
+            "Check migration task",
+            "$.poll.migrationSeconds",
+        ),
+        (
+            "Services rolled out?",
+            "Build deployment record",
+            "Wait for services",
+            "Check services",
+            "$.poll.servicesSeconds",
+        ),
+    ],
+)
+def test_given_a_wait_loop_then_it_waits_by_the_polled_interval_and_checks_again(
+    choice: str, done_target: str, wait: str, check: str, seconds_path: str
+) -> None:
+    all_states = docs.states()
+    section = seconds_path.rsplit(".", 1)[0]
+    result = "$.migration" if "migration" in seconds_path else "$.rollout"
+    assert all_states[choice]["Choices"] == [
+        {"Variable": f"{result}.done", "BooleanEquals": True, "Next": done_target}
+    ], f"{choice!r} must leave the loop on {result}.done == true"
+    assert all_states[choice]["Default"] == wait
+    assert all_states[wait]["Type"] == "Wait"
+    assert all_states[wait]["SecondsPath"] == seconds_path, f"{wait!r} must wait {section} seconds from the state"
+    assert all_states[wait]["Next"] == check
+    assert all_states[check]["Next"] == choice, f"{check!r} must go back to {choice!r}"
+    assert all_states[check]["ResultPath"] == result
+
+
+def test_given_every_wait_then_it_uses_seconds_path_not_a_constant() -> None:
+    waits = {name: state for name, state in docs.states().items() if state["Type"] == "Wait"}
+    assert waits, "the ASL has no Wait state"
+    for name, state in waits.items():
+        assert "SecondsPath" in state, f"Wait {name!r} must take its interval from the state (SecondsPath)"
+        assert not {"Seconds", "Timestamp", "TimestampPath"} & set(state), f"Wait {name!r} mixes interval fields"
+
+
+def test_given_every_lambda_task_then_its_resource_is_one_plain_arn_substitution() -> None:
+    for name, state in docs.lambda_tasks().items():
+        assert re.fullmatch(r"\$\{[A-Za-z]+FunctionArn\}", state["Resource"]), (
+            f"{name!r}: Resource {state['Resource']!r} is not the plain ${{XFunctionArn}} form"
+        )
+        shaping = {"OutputPath", "ResultSelector"} & set(state)
+        assert not shaping, f"{name!r}: the plain-ARN form returns the payload itself; drop {sorted(shaping)}"
+
+
+def test_given_every_task_then_it_has_a_timeout() -> None:
+    tasks = {name: state for name, state in docs.states().items() if state["Type"] == "Task"}
+    for name, state in tasks.items():
+        timeout = state.get("TimeoutSeconds")
+        assert isinstance(timeout, int), f"Task {name!r} has no TimeoutSeconds"
+        assert timeout > 0, f"Task {name!r} has TimeoutSeconds {timeout}"
+
+
+def test_given_every_retrier_then_it_is_bounded_with_backoff_and_jitter_and_never_matches_all() -> None:
+    for name, state in docs.states().items():
+        for retrier in state.get("Retry", []):
+            where = f"{name!r} retrier {retrier['ErrorEquals']}"
+            assert "States.ALL" not in retrier["ErrorEquals"], f"{where}: never retry States.ALL"
+            assert 1 <= retrier.get("MaxAttempts", 0) <= 12, f"{where}: MaxAttempts must be set, 1..12"
+            assert retrier.get("BackoffRate", 0) >= 1, f"{where}: BackoffRate must be set (>= 1)"
+            assert retrier.get("IntervalSeconds", 0) >= 1, f"{where}: IntervalSeconds must be set"
+            assert retrier.get("JitterStrategy") == "FULL", f"{where}: JitterStrategy FULL"
+            assert retrier.get("MaxDelaySeconds", 0) >= retrier["IntervalSeconds"], f"{where}: MaxDelaySeconds"
+
+
+def test_given_every_lambda_task_then_it_retries_the_lambda_service_errors_first() -> None:
+    for name, state in docs.lambda_tasks().items():
+        first = state["Retry"][0]
+        assert set(first["ErrorEquals"]) == docs.LAMBDA_ERRORS, (
+            f"{name!r}: the first retrier must be the standard Lambda transient block, got {first['ErrorEquals']}"
+        )
+        assert 1 <= first["IntervalSeconds"] <= 2
+        assert 3 <= first["MaxAttempts"] <= 6
+        assert first["BackoffRate"] == 2
+
+
+def test_given_every_error_name_in_the_asl_then_it_exists() -> None:
+    known = {*errors.transient_error_names(), *errors.terminal_error_names(), *docs.STATES_ERRORS}
+    for name, state in docs.states().items():
+        for error in [*docs.retry_names(state), *docs.catch_names(state)]:
+            assert error in known or error in docs.LAMBDA_ERRORS, (
+                f"state {name!r} names {error!r}, which is neither in errors.py nor a States.*/Lambda.* error"
+            )
+
+
+def test_given_the_error_contract_then_no_terminal_error_is_ever_retried() -> None:
+    terminal = set(errors.terminal_error_names())
+    assert "InvalidInputError" in terminal
+    for name, state in docs.states().items():
+        retried = set(docs.retry_names(state))
+        assert not retried & terminal, f"state {name!r} retries terminal errors {sorted(retried & terminal)}"
+        if name in docs.lambda_tasks():
+            broad = retried & {"States.TaskFailed", "States.Timeout", "States.Runtime"}
+            assert not broad, f"Lambda task {name!r} retries {sorted(broad)}: that would retry terminal errors"
+
+
+def test_given_every_lambda_task_then_any_error_is_caught_into_the_failure_path() -> None:
+    for name, state in docs.lambda_tasks().items():
+        if name == FAILURE_ENTRY:
+            continue
+        assert state.get("Catch") == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": FAILURE_ENTRY}
+        ], f"{name!r} must catch States.ALL into $.failure and go to {FAILURE_ENTRY!r}"
+
+
+def test_given_every_transient_error_then_some_task_retries_it() -> None:
+    retried = {error for state in docs.states().values() for error in docs.retry_names(state)}
+    missing = set(errors.transient_error_names()) - retried
+    assert not missing, f"transient errors no Task retries: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("state_name", sorted(REQUIRED_RETRIES))
+def test_given_a_step_with_a_named_transient_condition_then_its_task_retries_it(state_name: str) -> None:
+    retried = set(docs.retry_names(docs.states()[state_name]))
+    assert REQUIRED_RETRIES[state_name] <= retried, (
+        f"{state_name!r} must retry {sorted(REQUIRED_RETRIES[state_name] - retried)}"
+    )
+
+
+def test_given_every_task_that_calls_aws_then_it_retries_throttling() -> None:
+    for name, state in docs.lambda_tasks().items():
+        if name not in NO_AWS_CALLS:
+            assert "AwsThrottlingError" in docs.retry_names(state), f"{name!r} must retry AwsThrottlingError"
+
+
+@pytest.mark.parametrize("state_name", CONTRACT_TASKS)
+def test_given_the_code_a_task_runs_then_every_transient_error_it_can_raise_is_retried_there(state_name: str) -> None:
+    function = docs.functions()[docs.task_functions()[state_name]]
+    module = docs.handler_module(function)
+    sources = docs.sources_of(module, exclude=frozenset({"release_steps.errors"}))
+    if not any(source.module == module for source in sources):
+        pytest.fail(f"{state_name!r} runs {module}, which does not exist yet ({docs.module_path(module)})")
+    # Identifiers, not strings: a class the code names (raise, except, a helper's return) is one it can raise.
+    referenced = {name for source in sources for name in docs.identifiers(source.text)}
+    mentioned = set(errors.transient_error_names()) & referenced
+    retried = set(docs.retry_names(docs.states()[state_name]))
+    assert mentioned <= retried, (
+        f"{state_name!r} runs code that raises {sorted(mentioned - retried)} "
+        f"({', '.join(s.module for s in sources)}) but does not retry it"
+    )
+
+
+def test_given_the_failure_path_then_the_original_failure_survives_to_the_fail_state() -> None:
+    all_states = docs.states()
+    summarize = all_states[FAILURE_ENTRY]
+    assert summarize["Resource"] == all_states["Build deployment record"]["Resource"], (
+        "Summarize failure must run the record function"
+    )
+    assert summarize["Next"] == "Notify failure"
+    [fallback] = summarize["Catch"]
+    assert fallback["ErrorEquals"] == ["States.ALL"]
+    assert fallback["Next"] == "Notify failure (raw)"
+    for name in (FAILURE_ENTRY, "Notify failure", "Notify failure (raw)"):
+        for catcher in all_states[name].get("Catch", []):
+            assert catcher["ResultPath"] not in {"$", "$.failure"}, (
+                f"{name!r} Catch writes {catcher['ResultPath']}: it would hide the original failure"
+            )
+    for name in ("Notify failure", "Notify failure (raw)"):
+        assert all_states[name]["Next"] == "Release failed"
+        assert {c["Next"] for c in all_states[name]["Catch"]} == {"Release failed"}
+    fail = all_states["Release failed"]
+    assert fail["Type"] == "Fail"
+    assert fail["ErrorPath"] == "$.failure.Error"
+    assert fail["CausePath"] == "$.failure.Cause"
+
+
+def test_given_the_failure_path_then_it_can_never_end_in_success() -> None:
+    all_states = docs.states()
+    after_failure = docs.reachable(FAILURE_ENTRY)
+    assert "Release failed" in after_failure
+    succeeded = [name for name in after_failure if all_states[name]["Type"] == "Succeed"]
+    assert not succeeded, f"the failure path can reach {succeeded}"
+    on_success_path = docs.reachable(docs.asl()["StartAt"], with_catch=False)
+    assert "Release failed" not in on_success_path
+    assert FAILURE_ENTRY not in on_success_path
+
+
+def test_given_the_notifications_then_they_publish_to_the_topic_from_the_record() -> None:
+    all_states = docs.states()
+    for name in ("Notify success", "Notify failure"):
+        assert all_states[name]["Resource"] == "arn:aws:states:::sns:publish"
+        assert all_states[name]["Parameters"] == {
+            "TopicArn": "${NotificationTopicArn}",
+            "Subject.$": "$.record.subject",
+            "Message.$": "$.record.summary",
+        }, f"{name!r} must publish the record's subject and summary"
+        assert all_states[name]["ResultPath"] is None, f"{name!r} must not replace the state with SNS's answer"
+    raw = all_states["Notify failure (raw)"]["Parameters"]
+    assert raw["TopicArn"] == "${NotificationTopicArn}"
+    assert len(raw["Subject"]) < 100, "an SNS subject must be under 100 characters"
+    assert "States.JsonToString($.failure)" in raw["Message.$"], "the raw notification must carry the failure"
+
+
+def test_given_a_successful_release_then_the_output_is_the_deployment_record() -> None:
+    all_states = docs.states()
+    assert all_states["Notify success"]["Next"] == "Return deployment record"
+    assert all_states["Return deployment record"] == {
+        "Type": "Pass",
+        "Comment": all_states["Return deployment record"]["Comment"],
+        "OutputPath": "$.record.record",
+        "Next": "Release succeeded",
+    }
+
+
+def _worst_case_retry_seconds(state: dict[str, Any]) -> float:
+    """Longest time a task can spend: every attempt up to its timeout plus every backoff at its maximum."""
+    attempts = 1
+    delays = 0.0
+    for retrier in state.get("Retry", []):
+        attempts += retrier["MaxAttempts"]
+        for attempt in range(retrier["MaxAttempts"]):
+            delay = retrier["IntervalSeconds"] * retrier["BackoffRate"] ** attempt
+            delays += min(delay, retrier["MaxDelaySeconds"])
+    return float(attempts * state["TimeoutSeconds"]) + delays
+
+
+def test_given_the_deadlines_at_their_maximum_then_the_execution_timeout_still_covers_them() -> None:
+    # What the backstop must never cut: both loops up to their deadline plus one poll, every task's single attempt,
+    # and the worst retry episode of any one task. (Every retrier of every task exhausting at once is not covered:
+    # that execution times out, which the ExecutionsTimedOut alarm reports.)
+    parameters = docs.template()["Parameters"]
+    deadlines = parameters["MigrationTimeoutSeconds"]["MaxValue"] + parameters["ServicesTimeoutSeconds"]["MaxValue"]
+    polls = parameters["MigrationPollSeconds"]["MaxValue"] + parameters["ServicesPollSeconds"]["MaxValue"]
+    tasks = {name: state for name, state in docs.states().items() if state["Type"] == "Task"}
+    single_attempts = sum(state["TimeoutSeconds"] for state in tasks.values())
+    worst_episode = max(_worst_case_retry_seconds(state) for state in tasks.values())
+    needed = deadlines + polls + single_attempts + worst_episode
+    timeout = docs.asl()["TimeoutSeconds"]
+    assert timeout >= needed, f"TimeoutSeconds {timeout} < {needed:.0f} s that a legitimate release can take"
+    assert timeout <= 1.5 * needed, f"TimeoutSeconds {timeout} is far above the {needed:.0f} s needed: not a bound"
+
+
+def test_given_the_fastest_allowed_polling_then_an_execution_stays_under_the_history_limit() -> None:
+    parameters = docs.template()["Parameters"]
+    fastest = min(parameters["MigrationPollSeconds"]["MinValue"], parameters["ServicesPollSeconds"]["MinValue"])
+    turns = docs.asl()["TimeoutSeconds"] / fastest
+    assert turns * EVENTS_PER_POLL < HISTORY_EVENT_LIMIT * 0.8, (
+        f"{turns:.0f} poll turns x {EVENTS_PER_POLL} events can reach Step Functions' {HISTORY_EVENT_LIMIT}-event limit"
+    )
+
+
+def test_given_cfn_lint_s_state_machine_schema_then_the_definition_is_valid() -> None:
+    from cfnlint.api import lint  # type: ignore[import-untyped]
+    from cfnlint.config import ManualArgs  # type: ignore[import-untyped]
+
+    substitutions = dict.fromkeys(docs.asl_substitutions(), "arn:aws:lambda:us-east-1:123456789012:function:x")
+    cfn = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Resources": {
+            "Machine": {
+                "Type": "AWS::StepFunctions::StateMachine",
+                "Properties": {
+                    "RoleArn": "arn:aws:iam::123456789012:role/deployflow",
+                    "Definition": docs.asl(),
+                    "DefinitionSubstitutions": substitutions,
+                },
+            }
+        },
+    }
+    matches = lint(json.dumps(cfn), config=ManualArgs(regions=["us-east-1"]))
+    problems = [f"{m.rule.id} {m.message}" for m in matches if m.rule.id.startswith("E36")]
+    assert not problems, "cfn-lint's ASL rule rejects the definition:\n" + "\n".join(problems)
+
+
+def test_given_moto_s_interpreter_then_it_parses_the_substituted_definition() -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    text = docs.ASL_PATH.read_text(encoding="utf-8")
+    text = docs.SUBSTITUTION.sub(
+        lambda m: (
+            "arn:aws:sns:us-east-1:123456789012:deployflow"
+            if m.group(1) == "NotificationTopicArn"
+            else f"arn:aws:lambda:us-east-1:123456789012:function:{m.group(1)}"
+        ),
+        text,
+    )
+    program, _ = AmazonStateLanguageParser.parse(text)
+    assert program is not None
