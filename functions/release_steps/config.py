@@ -102,6 +102,8 @@ class KafkaSettings(EnvSettings):
     bootstrap_servers: str = Field(alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
     auth_mode: KafkaAuthMode = Field(alias="KAFKA_AUTH_MODE", default="plaintext")
     secret_arn: str | None = Field(alias="KAFKA_SECRET_ARN", default=None)
+    # sasl_scram runs over TLS (SASL_SSL) on MSK and any real cluster; false only for a local SASL_PLAINTEXT listener.
+    sasl_over_tls: bool = Field(alias="KAFKA_SASL_OVER_TLS", default=True)
     ca_location: str | None = Field(alias="KAFKA_CA_LOCATION", default=None)
     topics: list[str] = Field(alias="KAFKA_TOPICS", min_length=1)
     partitions: int = Field(alias="KAFKA_PARTITIONS", default=9, ge=1, le=10000)
