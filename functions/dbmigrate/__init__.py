@@ -1,5 +1,6 @@
 """Migration runner, catalog reader and schema verification; shipped in the Lambda asset and the migration image."""
 
+from dbmigrate.baseline import BaselineReport, baseline
 from dbmigrate.catalog import Catalog, read_catalog
 from dbmigrate.db import connect
 from dbmigrate.errors import DbMigrateError, ExitCode
@@ -18,6 +19,7 @@ from dbmigrate.verify import (
 
 __all__ = [
     "AppliedMigration",
+    "BaselineReport",
     "Catalog",
     "DbMigrateError",
     "Difference",
@@ -28,6 +30,7 @@ __all__ = [
     "MigrationReport",
     "Settings",
     "VerificationResult",
+    "baseline",
     "connect",
     "load_expected_schema",
     "migrate",

@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from dbmigrate.baseline import baseline, parse_version
 from dbmigrate.db import connect
 from dbmigrate.errors import CatalogMismatchError, DbMigrateError, ExitCode
 from dbmigrate.events import EventSink, JsonLines
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply the pending SQL migrations (the default command). Settings come from DB_* variables.",
     )
     _add_migrate_options(parser, default=False)
-    commands = parser.add_subparsers(dest="command", metavar="{migrate,snapshot,verify}")
+    commands = parser.add_subparsers(dest="command", metavar="{migrate,snapshot,verify,baseline}")
     # `migrate` is the default command, spelled out (task definitions may name it).
     _add_migrate_options(commands.add_parser("migrate", help="apply the pending migrations (the default)"))
     snapshot = commands.add_parser(
@@ -34,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
     check = commands.add_parser("verify", help="compare the database (DB_* variables) with the expected schema")
     check.add_argument("--expected", type=Path, help="expected schema JSON (default: the one shipped with dbmigrate)")
+    adopt = commands.add_parser(
+        "baseline",
+        help="record the migrations up to --version as applied on a database that already has their schema "
+        "(refused unless the history is empty and the schema verifies clean)",
+    )
+    adopt.add_argument("--version", required=True, help="the version to baseline at, e.g. 0001 (the expected head)")
+    adopt.add_argument("--migrations-dir", type=Path, default=argparse.SUPPRESS)
     return parser
 
 
@@ -65,6 +73,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         settings = Settings.from_env(env, migrations_dir=args.migrations_dir)
         if command == "verify":
             return _verify(settings, args.expected, log)
+        if command == "baseline":
+            baseline(settings, parse_version(args.version), log=log)
+            return ExitCode.OK
         if command == "dry-run":
             todo = pending(settings, log=log)
             for migration in todo:

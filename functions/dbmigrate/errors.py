@@ -154,3 +154,11 @@ class CatalogMismatchError(DbMigrateError):
     """`python -m dbmigrate verify`: the live schema differs from the expected schema."""
 
     exit_code = ExitCode.SCHEMA_MISMATCH
+
+
+class BaselineHistoryNotEmptyError(MigrationHistoryMismatchError):
+    """`baseline`: the history table already has rows; a baseline is only for a database the runner never touched."""
+
+
+class BaselineSchemaMismatchError(CatalogMismatchError):
+    """`baseline`: the live schema differs from the expected schema of the baseline version; nothing was recorded."""

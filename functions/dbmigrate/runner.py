@@ -94,7 +94,7 @@ def pending(settings: Settings, *, log: EventSink = discard) -> tuple[MigrationF
     conn = connect(settings, log=log)
     try:
         conn.autocommit = True
-        with _database_errors(settings):
+        with database_errors(settings):
             return plan(files, history.read_history(conn))
     finally:
         conn.close()
@@ -108,7 +108,7 @@ def migrate(settings: Settings, *, log: EventSink = discard) -> MigrationReport:
     conn = connect(settings, log=log)
     try:
         conn.autocommit = True
-        with _database_errors(settings):
+        with database_errors(settings):
             rows = history.read_history(conn)
             todo = plan(files, rows)
             lock_taken = False
@@ -150,7 +150,7 @@ def migrate(settings: Settings, *, log: EventSink = discard) -> MigrationReport:
 
 
 @contextlib.contextmanager
-def _database_errors(settings: Settings) -> Iterator[None]:
+def database_errors(settings: Settings) -> Iterator[None]:
     """Outside a migration statement: a lost connection is 'unreachable', anything else names its SQLSTATE."""
     try:
         yield
