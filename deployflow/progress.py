@@ -110,11 +110,11 @@ class HistoryTracker:
             self._open = visit
             yield ProgressEvent("entered", visit)
         elif etype.endswith("StateExited"):
-            visit = self._open
-            if visit is not None:
-                visit.exited_at = ts
+            exited = self._open
+            if exited is not None:
+                exited.exited_at = ts
                 self._open = None
-                yield ProgressEvent("exited", visit)
+                yield ProgressEvent("exited", exited)
         elif etype in _TASK_START_TYPES:
             if etype == "LambdaFunctionScheduled" or _is_lambda_task(event):
                 self.lambda_invocations += 1

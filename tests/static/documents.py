@@ -125,7 +125,7 @@ def catch_names(state: Mapping[str, Any]) -> list[str]:
 
 @cache
 def _template() -> dict[str, Any]:
-    from cfnlint.decode.cfn_yaml import load  # type: ignore[import-untyped]  # keeps the CloudFormation tags
+    from cfnlint.decode.cfn_yaml import load  # keeps the CloudFormation tags
 
     loaded: dict[str, Any] = json.loads(json.dumps(load(str(TEMPLATE_PATH))))
     return loaded

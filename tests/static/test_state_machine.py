@@ -373,8 +373,8 @@ def test_given_the_fastest_allowed_polling_then_an_execution_stays_under_the_his
 
 
 def test_given_cfn_lint_s_state_machine_schema_then_the_definition_is_valid() -> None:
-    from cfnlint.api import lint  # type: ignore[import-untyped]
-    from cfnlint.config import ManualArgs  # type: ignore[import-untyped]
+    from cfnlint.api import lint
+    from cfnlint.config import ManualArgs
 
     substitutions = dict.fromkeys(docs.asl_substitutions(), "arn:aws:lambda:us-east-1:123456789012:function:x")
     cfn = {

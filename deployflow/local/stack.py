@@ -1,0 +1,367 @@
+"""The local stack: everything the SAM stack would give the workflow, on this machine, with no AWS account.
+
+A real PostgreSQL cluster and a real Kafka broker on free loopback ports; AWS served by moto (server mode, with
+its Step Functions interpreter on) and the seams of ``deployflow.local.aws``; provisioned from ``template.yaml``
+itself: each Lambda function gets the handler and the environment the template declares (resolved with local
+parameter values), and the state machine is created from ``statemachine/deploy.asl.json`` with the template's
+DefinitionSubstitutions. Lambda tasks run the handlers in this process; the migration ECS task runs the real
+migration runner (``python -m dbmigrate``) against the local database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deployflow.local.aws import (
+    ACCOUNT_ID,
+    LocalAws,
+    LocalAwsConfig,
+    Network,
+    create_function,
+    provision_network,
+    push_image,
+)
+from deployflow.local.kafka import KafkaBroker
+from deployflow.local.postgres import ConnectionParams, PostgresCluster
+from deployflow.local.template import ASL_PATH, REPO_ROOT, SamTemplate
+
+logger = logging.getLogger(__name__)
+
+CLUSTER = "alerting-local"
+SERVICES = ("alert-ingest", "alert-matcher", "notification-dispatcher")
+REPOSITORY = "alerting-migration"
+TASK_FAMILY = "alerting-migration"
+CONTAINER = "migration"
+LOG_GROUP = "/ecs/alerting-local/migration"
+DATABASE = "alerting"
+STACK_NAME = "deployflow-local"
+STATE_MACHINE_NAME = f"{STACK_NAME}-release"
+DEFAULT_TAG = "2026-11-25.1"
+TOPICS = ("alerts.new", "rule.changed", "alerts.matched", "notifications.ready")
+
+
+@dataclass
+class StackOptions:
+    """Knobs of the local stack; the defaults make a demo that finishes in seconds.
+
+    ``time_scale`` multiplies Wait states and Retry intervals (the template's poll intervals are 10 s or more);
+    ``function_environment`` overrides function variables the template pins to production-sized values.
+    """
+
+    time_scale: float = 0.02
+    rollout_seconds: float = 1.0
+    kafka_auth: str = "plaintext"
+    image_tags: tuple[str, ...] = (DEFAULT_TAG,)
+    migrations_dir: Path | None = None
+    function_environment: dict[str, str] = field(
+        default_factory=lambda: {
+            "KAFKA_TIMEOUT_SECONDS": "3",
+            "DB_CONNECT_TIMEOUT_SECONDS": "3",
+            "MIGRATION_TIMEOUT_SECONDS": "120",
+            "SERVICES_TIMEOUT_SECONDS": "120",
+        }
+    )
+    log_dir: Path | None = None
+
+
+class LocalStack:
+    """Start with ``with LocalStack() as stack:``; ``stack.start_execution({...})`` runs the real state machine."""
+
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self._exit = ExitStack()
+        self.workdir = Path(tempfile.mkdtemp(prefix="deployflow-local-"))
+        self.log_dir = self.options.log_dir or self.workdir
+        self.postgres: PostgresCluster | None = None
+        self.database: ConnectionParams | None = None
+        self.kafka: KafkaBroker | None = None
+        self.aws: LocalAws | None = None
+        self.network: Network | None = None
+        self.state_machine_arn = ""
+        self.topic_arn = ""
+        self.db_secret_arn = ""
+        self.kafka_secret_arn = ""
+        self.function_arns: dict[str, str] = {}
+        self.image_digests: dict[str, str] = {}
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        """Start PostgreSQL, Kafka and moto, then provision the stack. Stops what started if anything fails."""
+        try:
+            self.postgres = PostgresCluster()
+            self.postgres.start()
+            self._exit.callback(self.postgres.stop)
+            self.database = self.postgres.create_database(DATABASE)
+            self.kafka = KafkaBroker()
+            self.kafka.start()
+            self._exit.callback(self.kafka.stop)
+            self.aws = LocalAws(self._aws_config(), mode="server")
+            self.aws.start()
+            self._exit.callback(self.aws.stop)
+            self._route_function_logs()
+            self._provision()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop everything (task processes, moto, Kafka, PostgreSQL); safe to call twice."""
+        self._exit.close()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- what callers use -------------------------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local AWS."""
+        return self._aws.client(service)
+
+    def client_environment(self) -> dict[str, str]:
+        """Variables with which another process (the CLI, the AWS CLI) reaches the local AWS."""
+        return self._aws.client_environment()
+
+    def start_execution(self, execution_input: Mapping[str, Any], name: str | None = None) -> str:
+        """Start the state machine; the execution ARN."""
+        response = self.client("stepfunctions").start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=name or f"local-{uuid.uuid4().hex[:12]}",
+            input=json.dumps(dict(execution_input)),
+        )
+        return str(response["executionArn"])
+
+    def migration_env(self) -> dict[str, str]:
+        """The environment `python -m dbmigrate` needs to reach the local database (for checks and scenarios)."""
+        return {**self._database.as_env(), "DEPLOYFLOW_LOCAL": "1"}
+
+    def stop_kafka(self) -> None:
+        """Take the broker down (the kafka-down scenario); the stack's teardown tolerates it."""
+        if self.kafka is not None:
+            self.kafka.stop()
+
+    def push_image(self, tag: str) -> str:
+        """Push a migration image with a clean scan; its digest."""
+        digest, _ = push_image(self._aws, REPOSITORY, tag, severity_counts={})
+        self.image_digests[tag] = digest
+        return digest
+
+    # --- provisioning -----------------------------------------------------------------------------------------
+
+    def _aws_config(self) -> LocalAwsConfig:
+        task_env = {**self._database.as_env(), "DEPLOYFLOW_LOCAL": "1", "PYTHONUNBUFFERED": "1"}
+        if self.options.migrations_dir is not None:
+            task_env["MIGRATIONS_DIR"] = str(self.options.migrations_dir)
+        lambda_env: dict[str, str | None] = {
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_DEV": None,
+            **self.options.function_environment,
+        }
+        if self.options.kafka_auth == "sasl_scram":
+            lambda_env["KAFKA_SASL_OVER_TLS"] = "false"
+        return LocalAwsConfig(
+            time_scale=self.options.time_scale,
+            images={REPOSITORY: [sys.executable, "-m", "dbmigrate"]},
+            task_environment=task_env,
+            lambda_environment=lambda_env,
+            code_paths=[REPO_ROOT / "functions"],
+            rollout_seconds=self.options.rollout_seconds,
+            task_cwd=self.workdir,
+        )
+
+    def _route_function_logs(self) -> None:
+        """Handler logs (Powertools JSON) go to a file, as they would go to CloudWatch, not over the progress."""
+        from release_steps.observability import logger as function_logger
+
+        log_file = (self.log_dir / "functions.log").open("a", encoding="utf-8")
+        self._exit.callback(log_file.close)
+        handler = function_logger.registered_handler
+        if isinstance(handler, logging.StreamHandler):
+            previous = handler.setStream(log_file)
+            self._exit.callback(handler.setStream, previous)
+
+    def _provision(self) -> None:
+        aws = self._aws
+        self.network = provision_network(aws)
+        for tag in self.options.image_tags:
+            self.push_image(tag)
+        aws.client("logs").create_log_group(logGroupName=LOG_GROUP)
+        ecs = aws.client("ecs")
+        ecs.create_cluster(clusterName=CLUSTER)
+        registry = f"{ACCOUNT_ID}.dkr.ecr.{aws.region}.amazonaws.com"
+        secrets = aws.client("secretsmanager")
+        db = self._database
+        self.db_secret_arn = secrets.create_secret(
+            Name="alerting-local/db",
+            SecretString=json.dumps(
+                {
+                    "engine": "postgres",
+                    "host": db.host,
+                    "port": db.port,
+                    "username": db.user,
+                    "password": db.password,
+                    "dbname": db.dbname,
+                }
+            ),
+        )["ARN"]
+        kafka = self._kafka
+        self.kafka_secret_arn = secrets.create_secret(
+            Name="AmazonMSK_alerting-local",
+            SecretString=json.dumps({"username": kafka.scram_username, "password": kafka.scram_password}),
+        )["ARN"]
+        task_role = f"arn:aws:iam::{ACCOUNT_ID}:role/alerting-local-migration-task"
+        execution_role = f"arn:aws:iam::{ACCOUNT_ID}:role/alerting-local-migration-execution"
+        ecs.register_task_definition(
+            family=TASK_FAMILY,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            taskRoleArn=task_role,
+            executionRoleArn=execution_role,
+            containerDefinitions=[
+                {
+                    "name": CONTAINER,
+                    "image": f"{registry}/{REPOSITORY}:bootstrap",
+                    "essential": True,
+                    "command": ["migrate"],
+                    "environment": [
+                        {"name": "DB_HOST", "value": db.host},
+                        {"name": "DB_PORT", "value": str(db.port)},
+                        {"name": "DB_NAME", "value": db.dbname},
+                        {"name": "DB_SSLMODE", "value": "disable"},
+                    ],
+                    "secrets": [
+                        {"name": "DB_USER", "valueFrom": f"{self.db_secret_arn}:username::"},
+                        {"name": "DB_PASSWORD", "valueFrom": f"{self.db_secret_arn}:password::"},
+                    ],
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": LOG_GROUP,
+                            "awslogs-region": aws.region,
+                            "awslogs-stream-prefix": "migration",
+                        },
+                    },
+                }
+            ],
+        )
+        ecs.register_task_definition(
+            family="alerting-service",
+            containerDefinitions=[{"name": "app", "image": f"{registry}/alerting-service:1", "memory": 256}],
+        )
+        for service in SERVICES:
+            ecs.create_service(
+                cluster=CLUSTER,
+                serviceName=service,
+                taskDefinition="alerting-service",
+                desiredCount=2,
+                deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+            )
+        self.topic_arn = aws.client("sns").create_topic(Name=f"{STACK_NAME}-notifications")["TopicArn"]
+        self._create_functions_and_state_machine(task_role, execution_role)
+
+    def _template_parameters(self, task_role: str, execution_role: str) -> dict[str, str]:
+        network = self.network
+        assert network is not None
+        kafka = self._kafka
+        scram = self.options.kafka_auth == "sasl_scram"
+        return {
+            "ClusterName": CLUSTER,
+            "ServiceNames": ",".join(SERVICES),
+            "MigrationRepositoryName": REPOSITORY,
+            "RequireImageScan": "true",
+            "MigrationTaskFamily": TASK_FAMILY,
+            "MigrationContainerName": CONTAINER,
+            "MigrationLaunchType": "FARGATE",
+            "MigrationSubnetIds": ",".join(network.subnet_ids),
+            "MigrationSecurityGroupIds": ",".join(network.security_group_ids),
+            "MigrationTaskRoleArn": task_role,
+            "MigrationExecutionRoleArn": execution_role,
+            "MigrationLogGroupName": LOG_GROUP,
+            "DbSecretArn": self.db_secret_arn,
+            "DbSslMode": "disable",
+            "KafkaBootstrapServers": kafka.bootstrap_sasl if scram else kafka.bootstrap_plaintext,
+            "KafkaAuthMode": "sasl_scram" if scram else "plaintext",
+            "KafkaSecretArn": self.kafka_secret_arn if scram else "",
+            "TopicReplicationFactor": "1",
+            "FunctionSubnetIds": ",".join(network.subnet_ids),
+            "FunctionSecurityGroupIds": ",".join(network.security_group_ids),
+        }
+
+    def _create_functions_and_state_machine(self, task_role: str, execution_role: str) -> None:
+        aws = self._aws
+        region = aws.region
+        specs_template = SamTemplate(
+            self._template_parameters(task_role, execution_role),
+            {"AWS::Region": region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME},
+        )
+        attributes: dict[str, str] = {"NotificationTopic": self.topic_arn}
+        for spec in specs_template.functions():
+            arn = create_function(
+                aws,
+                f"{STACK_NAME}-{spec.logical_id.removesuffix('Function')}",
+                spec.handler,
+                environment=spec.environment,
+                timeout=spec.timeout,
+            )
+            self.function_arns[spec.logical_id] = arn
+            attributes[f"{spec.logical_id}.Arn"] = arn
+        substitutions = SamTemplate(
+            self._template_parameters(task_role, execution_role),
+            {"AWS::Region": region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME, **attributes},
+        ).definition_substitutions()
+        definition = ASL_PATH.read_text(encoding="utf-8")
+        for key, value in substitutions.items():
+            definition = definition.replace("${" + key + "}", value)
+        self.state_machine_arn = aws.client("stepfunctions").create_state_machine(
+            name=STATE_MACHINE_NAME,
+            definition=definition,
+            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{STACK_NAME}-state-machine",
+        )["stateMachineArn"]
+
+    # --- typed access to what started ---------------------------------------------------------------------------
+
+    @property
+    def _aws(self) -> LocalAws:
+        if self.aws is None:
+            raise RuntimeError("the local stack's AWS is not started")
+        return self.aws
+
+    @property
+    def _database(self) -> ConnectionParams:
+        if self.database is None:
+            raise RuntimeError("the local stack's database is not started")
+        return self.database
+
+    @property
+    def _kafka(self) -> KafkaBroker:
+        if self.kafka is None:
+            raise RuntimeError("the local stack's Kafka broker is not started")
+        return self.kafka
+
+
+@contextmanager
+def local_stack(options: StackOptions | None = None) -> Iterator[LocalStack]:
+    """The local stack for the duration of a ``with`` block."""
+    stack = LocalStack(options)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        with suppress(Exception):
+            stack.stop()
