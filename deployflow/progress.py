@@ -27,6 +27,7 @@ class StateVisit:
     attempts: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     visit_number: int = 1
+    output: str | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -62,11 +63,27 @@ class ExecutionOutcome:
     visits: list[StateVisit]
     transitions: int
     lambda_invocations: int
+    state_outputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> list[str]:
         """The states entered, in order (a wait loop appears once per turn)."""
         return [v.name for v in self.visits]
+
+    @property
+    def summary(self) -> str | None:
+        """The release summary the workflow published (from the record step's output), if it got that far."""
+        for state in ("Build deployment record", "Summarize failure"):
+            raw = self.state_outputs.get(state)
+            if raw is None:
+                continue
+            try:
+                text = json.loads(raw).get("record", {}).get("summary")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(text, str):
+                return text
+        return None
 
     @property
     def failed_state(self) -> str | None:
@@ -91,6 +108,7 @@ class HistoryTracker:
         self.lambda_invocations = 0
         self._open: StateVisit | None = None
         self._counts: dict[str, int] = {}
+        self.outputs: dict[str, str] = {}
 
     def feed(self, event: dict[str, Any]) -> Iterator[ProgressEvent]:
         """Consume one history event; yield what an operator should see."""
@@ -111,8 +129,12 @@ class HistoryTracker:
             yield ProgressEvent("entered", visit)
         elif etype.endswith("StateExited"):
             exited = self._open
+            details = event.get("stateExitedEventDetails", {})
+            if isinstance(details.get("output"), str):
+                self.outputs[str(details.get("name"))] = details["output"]
             if exited is not None:
                 exited.exited_at = ts
+                exited.output = details.get("output") if isinstance(details.get("output"), str) else None
                 self._open = None
                 yield ProgressEvent("exited", exited)
         elif etype in _TASK_START_TYPES:
@@ -199,4 +221,5 @@ def _outcome(execution_arn: str, description: dict[str, Any], tracker: HistoryTr
         visits=tracker.visits,
         transitions=tracker.transitions,
         lambda_invocations=tracker.lambda_invocations,
+        state_outputs=dict(tracker.outputs),
     )

@@ -30,6 +30,14 @@ from deployflow.local.aws import (
     provision_network,
     push_image,
 )
+from deployflow.local.inspect import (
+    Snapshot,
+    database_tables,
+    kafka_topics,
+    migration_history,
+    primary_deployments,
+    task_definition_revisions,
+)
 from deployflow.local.kafka import KafkaBroker
 from deployflow.local.postgres import ConnectionParams, PostgresCluster
 from deployflow.local.template import ASL_PATH, REPO_ROOT, SamTemplate
@@ -153,6 +161,19 @@ class LocalStack:
         if self.kafka is not None:
             self.kafka.stop()
 
+    def snapshot(self) -> Snapshot:
+        """What a release can change, read through independent clients (for before/after comparisons)."""
+        ecs = self.client("ecs")
+        kafka_up = self.kafka is not None and self.kafka.running
+        return Snapshot(
+            tables=database_tables(self._database),
+            history=migration_history(self._database),
+            topics=tuple(sorted(kafka_topics(self._kafka.bootstrap_plaintext).items())) if kafka_up else (),
+            task_definition_revisions=task_definition_revisions(ecs, TASK_FAMILY),
+            tasks_started=len(self._aws.ecs.runs),
+            primary_deployments=primary_deployments(ecs, CLUSTER, SERVICES),
+        )
+
     def push_image(self, tag: str) -> str:
         """Push a migration image with a clean scan; its digest."""
         digest, _ = push_image(self._aws, REPOSITORY, tag, severity_counts={})
@@ -179,6 +200,7 @@ class LocalStack:
             task_environment=task_env,
             lambda_environment=lambda_env,
             code_paths=[REPO_ROOT / "functions"],
+            before_invoke=[_fresh_container],
             rollout_seconds=self.options.rollout_seconds,
             task_cwd=self.workdir,
         )
@@ -353,6 +375,14 @@ class LocalStack:
         if self.kafka is None:
             raise RuntimeError("the local stack's Kafka broker is not started")
         return self.kafka
+
+
+def _fresh_container() -> None:
+    """Each invocation starts as a cold Lambda would: settings parsed and clients made from its own environment."""
+    from release_steps import clients, config
+
+    config.reset()
+    clients.reset()
 
 
 @contextmanager

@@ -1,0 +1,320 @@
+"""``deployflow``: run the release workflow locally, or start and watch releases of a deployed stack.
+
+    deployflow local run [--scenario NAME] [--json] [--render-path FILE]
+    deployflow start --image-tag T [--services a,b] [--dry-run] [--idempotency-key K] [--follow] [target options]
+    deployflow watch EXECUTION [target options]
+
+Target options (as the AWS CLI takes them): --stack-name (finds the state machine in the stack's outputs) or
+--state-machine-arn, --region, --profile, --endpoint-url (e.g. the local stack's moto server).
+Exit status: 0 the execution succeeded (or, for ``local run``, the scenario behaved as named); 1 it failed;
+2 bad usage or input (nothing was started); 3 the target could not be found or reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
+
+from deployflow.progress import ExecutionOutcome, follow, outcome_of
+from deployflow.render import ProgressPrinter, outcome_report, timings_table
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
+_NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+class TargetError(Exception):
+    """The deployed stack or state machine could not be found or reached."""
+
+
+# --- local run ----------------------------------------------------------------------------------------------------
+
+
+def _local_run(args: argparse.Namespace) -> int:
+    from deployflow.local.scenarios import SCENARIOS
+    from deployflow.local.stack import LocalStack, StackOptions
+
+    scenario = SCENARIOS[args.scenario]
+    out = sys.stderr if args.json else sys.stdout
+    out.write(f"deployflow local run: scenario {scenario.name} ({scenario.summary})\n")
+    out.write(
+        f"expected: {scenario.expected_status}{' ' + scenario.expected_error if scenario.expected_error else ''}\n"
+    )
+    started = time.monotonic()
+    options = StackOptions(time_scale=args.time_scale)
+    with LocalStack(options) as stack:
+        assert stack.postgres is not None
+        assert stack.kafka is not None
+        assert stack.aws is not None
+        out.write(
+            f"local stack up in {time.monotonic() - started:.1f}s: PostgreSQL 127.0.0.1:{stack.postgres.port}, "
+            f"Kafka {stack.kafka.bootstrap_plaintext} (SASL {stack.kafka.bootstrap_sasl}), "
+            f"AWS (moto) {stack.aws.endpoint_url}\n"
+        )
+        out.write(f"function logs: {stack.log_dir / 'functions.log'}\n\n")
+        result = scenario.run(stack, ProgressPrinter(out))
+        for outcome in result.outcomes:
+            out.write("\n" + outcome_report(outcome) + "\n")
+        out.write("\nindependent checks (psql, Kafka metadata, ECS):\n")
+        for line in _independent_checks(stack):
+            out.write(f"  {line}\n")
+        for check in result.checks:
+            mark = "✓" if check.ok else "✗"
+            out.write(f"  {mark} {check.description}{': ' + check.detail if check.detail else ''}\n")
+        if args.render_path:
+            _render_path(result.outcome, Path(args.render_path))
+            out.write(f"\npath drawn on the workflow: {args.render_path}\n")
+    verdict = "as expected" if result.as_expected else "NOT as expected"
+    got = f"{result.outcome.status}{' ' + result.outcome.error if result.outcome.error else ''}"
+    out.write(f"\nscenario {scenario.name}: {verdict} (got {got}); total {time.monotonic() - started:.1f}s\n")
+    if args.json:
+        document = {
+            "scenario": scenario.name,
+            "expected": {"status": scenario.expected_status, "error": scenario.expected_error},
+            "asExpected": result.as_expected,
+            "executions": [_outcome_json(o) for o in result.outcomes],
+            "checks": [{"description": c.description, "ok": c.ok, "detail": c.detail} for c in result.checks],
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    return EXIT_OK if result.as_expected else EXIT_FAILED
+
+
+def _independent_checks(stack: Any) -> list[str]:
+    from deployflow.local.inspect import kafka_topics, psql_tables
+
+    lines = [f"tables (psql \\dt): {', '.join(psql_tables(stack.database)) or '(none)'}"]
+    if stack.kafka is not None and stack.kafka.running:
+        topics = kafka_topics(stack.kafka.bootstrap_plaintext)
+        described = ", ".join(f"{name} ({count} partitions)" for name, count in sorted(topics.items()))
+        lines.append(f"topics (Kafka metadata): {described or '(none)'}")
+    else:
+        lines.append("topics (Kafka metadata): broker down")
+    return lines
+
+
+def _render_path(outcome: ExecutionOutcome, target: Path) -> None:
+    from deployflow.diagram import render_svg
+    from deployflow.local.template import ASL_PATH
+
+    definition = json.loads(ASL_PATH.read_text(encoding="utf-8"))
+    target.write_text(render_svg(definition, highlight=outcome.path, failed=outcome.failed_state), encoding="utf-8")
+
+
+def _outcome_json(outcome: ExecutionOutcome) -> dict[str, Any]:
+    return {
+        "executionArn": outcome.execution_arn,
+        "status": outcome.status,
+        "error": outcome.error,
+        "cause": outcome.cause,
+        "failedStep": outcome.failed_state,
+        "path": outcome.path,
+        "transitions": outcome.transitions,
+        "lambdaInvocations": outcome.lambda_invocations,
+        "states": [{"name": n, "visits": v, "seconds": round(s, 3)} for n, v, s in timings_table(outcome)],
+        "record": outcome.output,
+    }
+
+
+# --- start / watch against a deployed stack ----------------------------------------------------------------------
+
+
+def _session_clients(args: argparse.Namespace) -> tuple[Any, Any]:
+    import boto3
+
+    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    kwargs = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
+    return session.client("stepfunctions", **kwargs), session.client("cloudformation", **kwargs)
+
+
+def _state_machine_arn(args: argparse.Namespace, cloudformation: Any) -> str:
+    if args.state_machine_arn:
+        return str(args.state_machine_arn)
+    if not args.stack_name:
+        raise TargetError("give --stack-name (the deployed deployflow stack) or --state-machine-arn")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        stacks = cloudformation.describe_stacks(StackName=args.stack_name)["Stacks"]
+    except (ClientError, BotoCoreError) as e:
+        raise TargetError(f"stack {args.stack_name}: {e}") from e
+    for output in stacks[0].get("Outputs", []):
+        if output.get("OutputKey") == "StateMachineArn":
+            return str(output["OutputValue"])
+    raise TargetError(f"stack {args.stack_name} has no StateMachineArn output (is it a deployflow stack?)")
+
+
+def execution_name(image_tag: str, idempotency_key: str | None, now: datetime | None = None) -> str:
+    """A valid execution name; deterministic for an idempotency key, so a retried start finds the first one."""
+    if idempotency_key:
+        base = re.sub(r"[^A-Za-z0-9_-]", "-", idempotency_key)
+        name = f"release-{base}"
+        if len(name) > 80 or base != idempotency_key:
+            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+            name = f"release-{base[:50]}-{digest}"
+        return name
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    tag = re.sub(r"[^A-Za-z0-9_-]", "-", image_tag)[:40]
+    return f"release-{tag}-{stamp}"
+
+
+def build_input(args: argparse.Namespace) -> dict[str, Any]:
+    """The execution input, validated by the same model the first step uses; raises ValueError naming fields."""
+    from release_steps.models import ReleaseInput
+    from release_steps.observability import describe_validation_error
+
+    document: dict[str, Any] = {"imageTag": args.image_tag, "dryRun": bool(args.dry_run)}
+    if args.services:
+        document["services"] = [s.strip() for s in args.services.split(",") if s.strip()]
+    if args.idempotency_key:
+        document["idempotencyKey"] = args.idempotency_key
+    try:
+        return ReleaseInput.model_validate(document).model_dump(mode="json", by_alias=True, exclude_none=True)
+    except ValidationError as e:
+        raise ValueError(describe_validation_error(e, "release input")) from e
+
+
+def _start(args: argparse.Namespace) -> int:
+    try:
+        document = build_input(args)
+    except ValueError as e:
+        print(f"deployflow start: {e}; nothing was started", file=sys.stderr)
+        return EXIT_USAGE
+    sfn, cloudformation = _session_clients(args)
+    try:
+        machine = _state_machine_arn(args, cloudformation)
+    except TargetError as e:
+        print(f"deployflow start: {e}", file=sys.stderr)
+        return EXIT_TARGET
+    name = execution_name(args.image_tag, args.idempotency_key)
+    arn = _start_or_attach(sfn, machine, name, document)
+    if not args.follow:
+        print(arn)
+        return EXIT_OK
+    return _follow_and_report(sfn, arn, args)
+
+
+def _start_or_attach(sfn: Any, machine: str, name: str, document: dict[str, Any]) -> str:
+    """Start the execution; with the same name already used (an idempotency key reused), attach to that one."""
+    try:
+        response = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(document))
+        arn = str(response["executionArn"])
+        print(f"started {arn}", file=sys.stderr)
+        return arn
+    except sfn.exceptions.ExecutionAlreadyExists:
+        arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+        existing = sfn.describe_execution(executionArn=arn)
+        print(
+            f"an execution named {name} already exists ({existing['status']}): not starting a second release; "
+            f"attached to {arn}",
+            file=sys.stderr,
+        )
+        return arn
+
+
+def _watch(args: argparse.Namespace) -> int:
+    sfn, cloudformation = _session_clients(args)
+    arn = str(args.execution)
+    if not arn.startswith("arn:"):
+        try:
+            machine = _state_machine_arn(args, cloudformation)
+        except TargetError as e:
+            print(f"deployflow watch: {e}", file=sys.stderr)
+            return EXIT_TARGET
+        arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{arn}"
+    return _follow_and_report(sfn, arn, args)
+
+
+def _follow_and_report(sfn: Any, arn: str, args: argparse.Namespace) -> int:
+    from botocore.exceptions import ClientError
+
+    try:
+        outcome = follow(sfn, arn, ProgressPrinter(sys.stderr), poll_seconds=args.poll, timeout_seconds=args.timeout)
+    except ClientError as e:
+        print(f"deployflow: cannot read execution {arn}: {e}", file=sys.stderr)
+        return EXIT_TARGET
+    except TimeoutError as e:
+        print(f"deployflow: {e}; it goes on running: deployflow watch {arn}", file=sys.stderr)
+        return EXIT_FAILED
+    print(outcome_report(outcome), file=sys.stderr)
+    if outcome.output is not None:
+        print(json.dumps(outcome.output, indent=2))
+    return EXIT_OK if outcome.status == "SUCCEEDED" else EXIT_FAILED
+
+
+def describe(sfn: Any, arn: str) -> ExecutionOutcome:
+    """The outcome of an execution as it stands (for scripts and tests)."""
+    return outcome_of(sfn, arn)
+
+
+# --- argument parsing ---------------------------------------------------------------------------------------------
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack-name", help="the deployed deployflow stack (its outputs name the state machine)")
+    parser.add_argument("--state-machine-arn", help="the state machine, instead of --stack-name")
+    parser.add_argument("--region", help="AWS region (default: the AWS CLI's)")
+    parser.add_argument("--profile", help="AWS profile (default: the AWS CLI's)")
+    parser.add_argument("--endpoint-url", help="another endpoint for AWS APIs (e.g. the local stack's moto)")
+    parser.add_argument("--poll", type=float, default=2.0, help="seconds between progress reads (default 2)")
+    parser.add_argument("--timeout", type=float, default=4 * 3600, help="stop following after this many seconds")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    from deployflow.local.scenarios import SCENARIOS
+
+    root = argparse.ArgumentParser(prog="deployflow", description=__doc__.split("\n\n")[0])
+    commands = root.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="the embedded local stack")
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    run = local_commands.add_parser("run", help="run the whole workflow locally, end to end")
+    run.add_argument("--scenario", choices=sorted(SCENARIOS), default="happy")
+    run.add_argument("--json", action="store_true", help="machine output on stdout (progress goes to stderr)")
+    run.add_argument("--render-path", metavar="FILE", help="draw the execution's path on the workflow (SVG)")
+    run.add_argument("--time-scale", type=float, default=0.02, help="factor on Wait/Retry delays (default 0.02)")
+    run.set_defaults(handler=_local_run)
+
+    start = commands.add_parser("start", help="start a release")
+    start.add_argument("--image-tag", required=True, help="the migration image tag in ECR")
+    start.add_argument("--services", help="comma-separated services to restart (default: all of the stack's)")
+    start.add_argument("--dry-run", action="store_true", help="check everything, change nothing")
+    start.add_argument("--idempotency-key", help="e.g. the pipeline execution id: a retry attaches, never restarts")
+    start.add_argument("--follow", action="store_true", help="follow the execution to its end")
+    _target_options(start)
+    start.set_defaults(handler=_start)
+
+    watch = commands.add_parser("watch", help="follow an execution to its end")
+    watch.add_argument("execution", help="execution ARN, or its name with --stack-name / --state-machine-arn")
+    _target_options(watch)
+    watch.set_defaults(handler=_watch)
+    return root
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deployflow`` console script."""
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything started here was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

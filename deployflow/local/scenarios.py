@@ -1,0 +1,507 @@
+"""Named release scenarios on the local stack: each sets the world up, runs the real state machine, and checks
+the outcome and its side effects through independent clients.
+
+``deployflow local run --scenario NAME`` and the execution-path tests run the same code; a scenario's checks are
+the evidence that it behaved as named (e.g. after ``migration-fails`` no service was restarted and the migration
+history is unchanged).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbmigrate.files import discover_migrations
+
+from deployflow.local.inspect import Snapshot, migration_history
+from deployflow.local.stack import DEFAULT_TAG, SERVICES, TOPICS, LocalStack
+from deployflow.local.template import REPO_ROOT
+from deployflow.progress import ExecutionOutcome, ProgressEvent, follow
+
+Observer = Callable[[ProgressEvent], None]
+
+BROKEN_MIGRATION = """\
+-- A release's migration that fails half-way: the table and the column must not survive the rollback.
+CREATE TABLE release_probe (id bigint PRIMARY KEY);
+INSERT INTO release_probe VALUES (1);
+ALTER TABLE clients ADD COLUMN tier text NOT NULL DEFAULT 'standard';
+SELECT deployflow_no_such_function();
+"""
+SLOW_MIGRATION = """\
+-- A migration that outlives the workflow's deadline (e.g. a table rewrite on a big table).
+SELECT pg_sleep(600);
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One independent check of a side effect: what was checked, whether it held, what was seen."""
+
+    description: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ScenarioResult:
+    """What a scenario run produced: the executions (the scenario's main one last), snapshots, checks."""
+
+    name: str
+    expected_status: str
+    expected_error: str | None
+    outcomes: list[ExecutionOutcome]
+    before: Snapshot
+    after: Snapshot
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> ExecutionOutcome:
+        return self.outcomes[-1]
+
+    @property
+    def as_expected(self) -> bool:
+        """The main execution ended as the scenario names, and every check held."""
+        status_ok = self.outcome.status == self.expected_status
+        error_ok = self.expected_error is None or self.outcome.error == self.expected_error
+        return status_ok and error_ok and all(c.ok for c in self.checks)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named scenario: what it shows, what it expects, and how it runs."""
+
+    name: str
+    summary: str
+    expected_status: str
+    expected_error: str | None
+    run: Callable[[LocalStack, Observer | None], ScenarioResult]
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def execute(
+    stack: LocalStack, execution_input: Mapping[str, Any], observer: Observer | None, name: str | None = None
+) -> ExecutionOutcome:
+    """Start the state machine and follow the execution to its end."""
+    arn = stack.start_execution(execution_input, name=name)
+    return follow(stack.client("stepfunctions"), arn, observer, poll_seconds=0.1, timeout_seconds=600)
+
+
+def apply_migrations(stack: LocalStack, migrations_dir: Path | None = None) -> None:
+    """Bring the database to head with the real runner, as an earlier release would have."""
+    env = {**stack.migration_env(), "PATH": "/usr/bin:/bin"}
+    if migrations_dir is not None:
+        env["MIGRATIONS_DIR"] = str(migrations_dir)
+    subprocess.run([sys.executable, "-m", "dbmigrate", "migrate"], env=env, check=True, capture_output=True)
+
+
+def migrations_with(stack: LocalStack, name: str, sql: str) -> Path:
+    """A copy of sql/ plus one more migration file, in the stack's work directory."""
+    target = stack.workdir / f"migrations-{name.removesuffix('.sql')}"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(REPO_ROOT / "sql", target, ignore=shutil.ignore_patterns("*.md"))
+    (target / name).write_text(sql, encoding="utf-8")
+    return target
+
+
+@contextmanager
+def overrides(
+    stack: LocalStack,
+    *,
+    task_env: Mapping[str, str] | None = None,
+    function_env: Mapping[str, str] | None = None,
+    failing_service: str | None = None,
+    rollout_seconds: float | None = None,
+) -> Iterator[None]:
+    """Change the local world for one scenario, and put it back afterwards."""
+    aws = stack.aws
+    assert aws is not None
+    saved_task = dict(aws.ecs.environment)
+    saved_fn = dict(aws.lambdas.environment)
+    saved_rollout = aws.ecs.rollout_seconds
+    aws.ecs.environment.update(task_env or {})
+    aws.lambdas.environment.update(function_env or {})
+    if failing_service:
+        aws.ecs.fail_rollouts(failing_service, reason="alert-matcher: health check failed (connection refused :8080)")
+    if rollout_seconds is not None:
+        aws.ecs.rollout_seconds = rollout_seconds
+    try:
+        yield
+    finally:
+        aws.ecs.environment.clear()
+        aws.ecs.environment.update(saved_task)
+        aws.lambdas.environment.clear()
+        aws.lambdas.environment.update(saved_fn)
+        aws.ecs.rollout_seconds = saved_rollout
+        if failing_service:
+            aws.ecs.complete_rollouts(failing_service)
+
+
+def _unchanged(what: str, before: object, after: object) -> Check:
+    return Check(f"{what} unchanged", before == after, "" if before == after else f"before {before}, after {after}")
+
+
+def _nothing_changed(before: Snapshot, after: Snapshot) -> list[Check]:
+    return [
+        _unchanged("database tables", before.tables, after.tables),
+        _unchanged("migration history", before.history, after.history),
+        _unchanged("Kafka topics", before.topics, after.topics),
+        _unchanged(
+            "migration task definition revisions", before.task_definition_revisions, after.task_definition_revisions
+        ),
+        _unchanged("ECS tasks started", before.tasks_started, after.tasks_started),
+        _unchanged("services' deployments", before.primary_deployments, after.primary_deployments),
+    ]
+
+
+def _released(stack: LocalStack, before: Snapshot, after: Snapshot) -> list[Check]:
+    versions = [int(v) for v, _ in after.history]
+    head = [m.version for m in discover_migrations(REPO_ROOT / "sql")]
+    topics = dict(after.topics)
+    restarted = [
+        s for (s, d), (_, d0) in zip(after.primary_deployments, before.primary_deployments, strict=True) if d != d0
+    ]
+    return [
+        Check(
+            "the four tables exist",
+            {"clients", "rules", "endpoints", "notifications"} <= set(after.tables),
+            ", ".join(after.tables),
+        ),
+        Check("migration history at head", versions == head, ", ".join(map(str, versions)) or "(empty)"),
+        Check(
+            "the four topics have 9 partitions",
+            all(topics.get(t) == 9 for t in TOPICS),
+            ", ".join(f"{t}={topics.get(t)}" for t in TOPICS),
+        ),
+        Check("every service got a new deployment", sorted(restarted) == sorted(SERVICES), ", ".join(restarted)),
+    ]
+
+
+def _error_mentions(outcome: ExecutionOutcome, *needles: str) -> Check:
+    cause = outcome.cause or ""
+    missing = [n for n in needles if n not in cause]
+    return Check(f"the cause names {', '.join(needles)}", not missing, "" if not missing else cause[:400])
+
+
+def _no_service_restarted(before: Snapshot, after: Snapshot) -> Check:
+    return _unchanged(
+        "services' deployments (no service restarted)", before.primary_deployments, after.primary_deployments
+    )
+
+
+def _result(
+    scenario: str,
+    status: str,
+    error: str | None,
+    outcomes: list[ExecutionOutcome],
+    before: Snapshot,
+    after: Snapshot,
+    checks: list[Check],
+) -> ScenarioResult:
+    return ScenarioResult(scenario, status, error, outcomes, before, after, checks)
+
+
+# --- the scenarios ------------------------------------------------------------------------------------------------
+
+
+def _happy(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    before = stack.snapshot()
+    outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+    after = stack.snapshot()
+    checks = _released(stack, before, after)
+    record = outcome.output or {}
+    checks.append(
+        Check(
+            "the execution output is the deployment record",
+            record.get("outcome") == "succeeded",
+            str(record.get("outcome")),
+        )
+    )
+    return _result("happy", "SUCCEEDED", None, [outcome], before, after, checks)
+
+
+def _image_missing(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    before = stack.snapshot()
+    outcome = execute(stack, {"imageTag": "2026-11-25.404"}, observer)
+    after = stack.snapshot()
+    checks = [_error_mentions(outcome, "2026-11-25.404"), *_nothing_changed(before, after)]
+    return _result("image-missing", "FAILED", "ImageNotFoundError", [outcome], before, after, checks)
+
+
+def _migration_fails(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    apply_migrations(stack)
+    broken = migrations_with(stack, "V0002__add_client_tier.sql", BROKEN_MIGRATION)
+    before = stack.snapshot()
+    with overrides(stack, task_env={"MIGRATIONS_DIR": str(broken)}):
+        outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+    after = stack.snapshot()
+    checks = [
+        _error_mentions(outcome, "V0002__add_client_tier.sql", "42883"),
+        _unchanged("migration history", before.history, after.history),
+        _unchanged("database tables (release_probe rolled back)", before.tables, after.tables),
+        _column_absent(stack, "clients", "tier"),
+        _no_service_restarted(before, after),
+        _unchanged("Kafka topics (never reached)", before.topics, after.topics),
+    ]
+    return _result("migration-fails", "FAILED", "MigrationFailedError", [outcome], before, after, checks)
+
+
+def _column_absent(stack: LocalStack, table: str, column: str) -> Check:
+    assert stack.database is not None
+    with stack.database.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = %s AND column_name = %s",
+            (table, column),
+        )
+        row = cur.fetchone()
+    count = row[0] if row else 0
+    return Check(f"column {table}.{column} absent (rolled back)", count == 0, f"found {count}")
+
+
+def _migration_timeout(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    apply_migrations(stack)
+    slow = migrations_with(stack, "V0002__rewrite_notifications.sql", SLOW_MIGRATION)
+    before = stack.snapshot()
+    with overrides(stack, task_env={"MIGRATIONS_DIR": str(slow)}, function_env={"MIGRATION_TIMEOUT_SECONDS": "4"}):
+        outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+    aws = stack.aws
+    assert aws is not None
+    stopped = aws.ecs.wait_idle(timeout=30)
+    after = stack.snapshot()
+    runs = aws.ecs.runs
+    last = runs[-1] if runs else None
+    checks = [
+        Check(
+            "the migration task was stopped",
+            stopped and last is not None and last.stopped,
+            f"{len(runs)} task(s) started",
+        ),
+        _unchanged("migration history", before.history, after.history),
+        _no_service_restarted(before, after),
+    ]
+    return _result("migration-timeout", "FAILED", "MigrationTimeoutError", [outcome], before, after, checks)
+
+
+def _schema_drift(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    apply_migrations(stack)
+    assert stack.database is not None
+    with stack.database.connect() as conn, conn.cursor() as cur:
+        # Someone "fixed" production by hand: a column dropped and an index gone, behind the runner's back.
+        cur.execute("ALTER TABLE notifications DROP COLUMN last_error")
+        cur.execute("DROP INDEX notifications_pending_created_at_idx")
+        conn.commit()
+    before = stack.snapshot()
+    outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+    after = stack.snapshot()
+    checks = [
+        _error_mentions(outcome, "notifications", "last_error", "notifications_pending_created_at_idx"),
+        _unchanged("migration history (the runner had nothing to do)", before.history, after.history),
+        _no_service_restarted(before, after),
+        _unchanged("Kafka topics (never reached)", before.topics, after.topics),
+    ]
+    return _result("schema-drift", "FAILED", "SchemaMismatchError", [outcome], before, after, checks)
+
+
+def _kafka_down(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    stack.stop_kafka()
+    before = stack.snapshot()
+    outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+    after = stack.snapshot()
+    topics_visit = [v for v in outcome.visits if v.name == "Create Kafka topics"]
+    attempts = topics_visit[-1].attempts if topics_visit else 0
+    aws = stack.aws
+    assert aws is not None
+    waits = [d for d in aws.time.delays if d.kind == "retry"]
+    checks = [
+        Check("Create Kafka topics was retried (transient error)", attempts > 1, f"{attempts} attempt(s)"),
+        Check(
+            "retry delays grew (backoff)",
+            _grows([d.requested_seconds for d in waits]),
+            ", ".join(f"{d.requested_seconds:.1f}s" for d in waits),
+        ),
+        _no_service_restarted(before, after),
+    ]
+    return _result("kafka-down", "FAILED", "KafkaUnreachableError", [outcome], before, after, checks)
+
+
+def _grows(delays: list[float]) -> bool:
+    # Full jitter draws each delay in [0, cap]: the caps grow; compare the largest of the later half with the first.
+    return len(delays) >= 2 and max(delays[len(delays) // 2 :]) > delays[0]
+
+
+def _service_fails(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    before = stack.snapshot()
+    with overrides(stack, failing_service="alert-matcher"):
+        outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+    after = stack.snapshot()
+    checks = [_error_mentions(outcome, "alert-matcher")]
+    return _result("service-fails", "FAILED", "ServiceDeploymentFailedError", [outcome], before, after, checks)
+
+
+def _concurrent(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    before = stack.snapshot()
+    with overrides(stack, rollout_seconds=4.0):
+        first_arn = stack.start_execution({"imageTag": DEFAULT_TAG}, name=f"concurrent-first-{int(time.time())}")
+        first: list[ExecutionOutcome] = []
+        sfn = stack.client("stepfunctions")
+        watcher = threading.Thread(target=lambda: first.append(follow(sfn, first_arn, observer, 0.1, 600)))
+        watcher.start()
+        _wait_until_running(sfn, first_arn, "Check migration image")
+        second = execute(stack, {"imageTag": DEFAULT_TAG}, None, name=f"concurrent-second-{int(time.time())}")
+        watcher.join(600)
+    after = stack.snapshot()
+    checks = [
+        Check(
+            "the second execution was refused",
+            second.error == "DeploymentInProgressError",
+            f"{second.status} {second.error}",
+        ),
+        Check(
+            "the first execution succeeded",
+            bool(first) and first[0].status == "SUCCEEDED",
+            first[0].status if first else "not finished",
+        ),
+        _error_mentions(second, first_arn.rsplit(":", 1)[-1]),
+        Check(
+            "exactly one migration task ran",
+            after.tasks_started - before.tasks_started == 1,
+            f"{after.tasks_started - before.tasks_started}",
+        ),
+    ]
+    # The refused execution is the scenario's main outcome: it is the behaviour being shown.
+    return _result("concurrent", "FAILED", "DeploymentInProgressError", [*first, second], before, after, checks)
+
+
+def _wait_until_running(sfn: Any, arn: str, past_state: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        names = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
+        if past_state in names:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"execution {arn} did not reach {past_state!r} within {timeout}s")
+
+
+def _invalid_input(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    before = stack.snapshot()
+    outcome = execute(
+        stack, {"imageTag": "release 42!", "services": ["alert-ingest", "billing"], "dryrun": True}, observer
+    )
+    after = stack.snapshot()
+    checks = [
+        _error_mentions(outcome, "imageTag", "dryrun"),
+        Check("no step after validation ran", outcome.path[1:2] == ["Summarize failure"], " → ".join(outcome.path)),
+        *_nothing_changed(before, after),
+    ]
+    return _result("invalid-input", "FAILED", "InvalidInputError", [outcome], before, after, checks)
+
+
+def _dry_run(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    before = stack.snapshot()
+    outcome = execute(stack, {"imageTag": DEFAULT_TAG, "dryRun": True}, observer)
+    after = stack.snapshot()
+    record = outcome.output or {}
+    topics = (record.get("topics") or {}).get("topics") or []
+    checks = [
+        Check("the record is a dry run", record.get("outcome") == "dry-run", str(record.get("outcome"))),
+        Check(
+            "it reports the pending migration",
+            "V0001" in str((record.get("schema") or {}).get("pendingMigrations")),
+            str((record.get("schema") or {}).get("pendingMigrations")),
+        ),
+        Check(
+            "it reports the topics it would create",
+            sorted(t.get("name") for t in topics) == sorted(TOPICS)
+            and all(t.get("action") == "create" for t in topics),
+            ", ".join(str(t.get("action")) for t in topics),
+        ),
+        *_nothing_changed(before, after),
+    ]
+    return _result("dry-run", "SUCCEEDED", None, [outcome], before, after, checks)
+
+
+def _rerun(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    before = stack.snapshot()
+    first = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+    middle = stack.snapshot()
+    second = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+    after = stack.snapshot()
+    topics = ((second.output or {}).get("topics") or {}).get("topics") or []
+    checks = [
+        Check("the first execution succeeded", first.status == "SUCCEEDED", str(first.error)),
+        _unchanged("migration history on the second run", middle.history, after.history),
+        _unchanged("database tables on the second run", middle.tables, after.tables),
+        _unchanged("Kafka topics on the second run", middle.topics, after.topics),
+        Check(
+            "the second run reports every topic unchanged",
+            bool(topics) and all(t.get("action") == "unchanged" for t in topics),
+            ", ".join(str(t.get("action")) for t in topics),
+        ),
+        Check(
+            "history shows each migration applied once",
+            [int(v) for v, _ in migration_history(_db(stack))]
+            == [m.version for m in discover_migrations(REPO_ROOT / "sql")],
+            str(after.history),
+        ),
+    ]
+    return _result("rerun", "SUCCEEDED", None, [first, second], before, after, checks)
+
+
+def _db(stack: LocalStack) -> Any:
+    assert stack.database is not None
+    return stack.database
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario("happy", "the whole release succeeds", "SUCCEEDED", None, _happy),
+        Scenario("image-missing", "the image tag is not in ECR", "FAILED", "ImageNotFoundError", _image_missing),
+        Scenario(
+            "migration-fails", "a migration file fails half-way", "FAILED", "MigrationFailedError", _migration_fails
+        ),
+        Scenario(
+            "migration-timeout",
+            "the migration outlives its deadline",
+            "FAILED",
+            "MigrationTimeoutError",
+            _migration_timeout,
+        ),
+        Scenario(
+            "schema-drift",
+            "the database changed behind the runner's back",
+            "FAILED",
+            "SchemaMismatchError",
+            _schema_drift,
+        ),
+        Scenario("kafka-down", "no broker answers", "FAILED", "KafkaUnreachableError", _kafka_down),
+        Scenario(
+            "service-fails",
+            "a service's deployment fails and rolls back",
+            "FAILED",
+            "ServiceDeploymentFailedError",
+            _service_fails,
+        ),
+        Scenario("concurrent", "a second release while one runs", "FAILED", "DeploymentInProgressError", _concurrent),
+        Scenario("invalid-input", "a malformed execution input", "FAILED", "InvalidInputError", _invalid_input),
+        Scenario("dry-run", "every check, no change", "SUCCEEDED", None, _dry_run),
+        Scenario(
+            "rerun",
+            "the same release twice: the second is a no-op for migrations and topics",
+            "SUCCEEDED",
+            None,
+            _rerun,
+        ),
+    ]
+}

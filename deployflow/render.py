@@ -1,0 +1,119 @@
+"""Plain-text rendering of a release's progress and outcome: lines to watch live, and a report to paste."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from deployflow.progress import ExecutionOutcome, ProgressEvent
+
+# The wait loops: which part of the state holds the deadline, to draw how much of the bound is used.
+_LOOP_STATES = {"Check migration task": "migration", "Check services": "rollout"}
+_BAR_WIDTH = 20
+
+
+def _clock(moment: datetime | None) -> str:
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%H:%M:%S")
+
+
+def _one_line(text: str | None, limit: int = 300) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def cause_message(cause: str | None) -> str:
+    """The readable message inside a Lambda error cause (a JSON payload), or the cause itself."""
+    if not cause:
+        return ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
+        return str(parsed["errorMessage"])
+    return cause
+
+
+def deadline_bar(visit_output: str | None, part: str) -> str:
+    """``[#####...............] 25% of the deadline, check 3`` from a loop state's output, or ''."""
+    try:
+        state = json.loads(visit_output or "")
+        section: dict[str, Any] = state.get(part) or {}
+        deadline = datetime.fromisoformat(str(section["deadline"]).replace("Z", "+00:00"))
+        started_raw = section.get("startedAt") or state.get("execution", {}).get("startTime")
+        started = datetime.fromisoformat(str(started_raw).replace("Z", "+00:00"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    total = (deadline - started).total_seconds()
+    if total <= 0:
+        return ""
+    used = min(1.0, max(0.0, (datetime.now(UTC) - started).total_seconds() / total))
+    filled = round(used * _BAR_WIDTH)
+    checks = section.get("checks")
+    suffix = f", check {checks}" if isinstance(checks, int) else ""
+    return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {used:4.0%} of the deadline{suffix}"
+
+
+class ProgressPrinter:
+    """Prints one line per state entered / finished / retried / failed, as it happens."""
+
+    def __init__(self, out: TextIO, show_waits: bool = False) -> None:
+        self.out = out
+        self.show_waits = show_waits
+
+    def __call__(self, event: ProgressEvent) -> None:
+        visit = event.visit
+        if event.kind == "entered" and visit is not None:
+            if visit.state_type in {"Choice"} or (visit.state_type == "Wait" and not self.show_waits):
+                return
+            turn = f" (#{visit.visit_number})" if visit.visit_number > 1 else ""
+            self._line(visit.entered_at, f"▶ {visit.name}{turn}")
+        elif event.kind == "exited" and visit is not None:
+            if visit.state_type not in {"Task", "Pass"}:
+                return
+            took = f"{visit.duration_seconds:.2f}s" if visit.duration_seconds is not None else ""
+            retries = f", {visit.retries} retr{'y' if visit.retries == 1 else 'ies'}" if visit.retries else ""
+            bar = deadline_bar(visit.output, _LOOP_STATES[visit.name]) if visit.name in _LOOP_STATES else ""
+            self._line(visit.exited_at, f"✓ {visit.name}  {took}{retries}  {bar}".rstrip())
+        elif event.kind == "retry" and visit is not None:
+            self._line(None, f"↻ {visit.name}: attempt {visit.attempts} after {event.error}")
+        elif event.kind == "failed":
+            name = visit.name if visit is not None else "?"
+            self._line(None, f"✗ {name}: {event.error}: {_one_line(cause_message(event.cause), 240)}")
+        elif event.kind == "finished":
+            self._line(None, f"■ execution {event.status}")
+
+    def _line(self, moment: datetime | None, text: str) -> None:
+        self.out.write(f"  {_clock(moment)}  {text}\n")
+        self.out.flush()
+
+
+def outcome_report(outcome: ExecutionOutcome) -> str:
+    """The end of an execution in a few lines: status, timings, failure or summary."""
+    lines = []
+    first = outcome.visits[0].entered_at if outcome.visits else None
+    last = max((v.exited_at or v.entered_at for v in outcome.visits), default=None)
+    took = f" in {(last - first).total_seconds():.1f}s" if first and last else ""
+    lines.append(
+        f"{outcome.status}{took}: {outcome.transitions} state transitions, "
+        f"{outcome.lambda_invocations} Lambda invocations"
+    )
+    lines.append(f"execution: {outcome.execution_arn}")
+    if outcome.status != "SUCCEEDED":
+        lines.append(f"failed step: {outcome.failed_state or '(unknown)'}")
+        lines.append(f"error: {outcome.error}")
+        lines.append(f"cause: {cause_message(outcome.cause)}")
+    summary = outcome.summary
+    if summary:
+        lines.append("")
+        lines.append(summary)
+    return "\n".join(lines)
+
+
+def timings_table(outcome: ExecutionOutcome) -> list[tuple[str, int, float]]:
+    """Per state: visits and total seconds, in order of first entry."""
+    table: dict[str, list[float]] = {}
+    for visit in outcome.visits:
+        table.setdefault(visit.name, []).append(visit.duration_seconds or 0.0)
+    return [(name, len(durations), sum(durations)) for name, durations in table.items()]
