@@ -51,7 +51,8 @@ def _local_run(args: argparse.Namespace) -> int:
         f"expected: {scenario.expected_status}{' ' + scenario.expected_error if scenario.expected_error else ''}\n"
     )
     started = time.monotonic()
-    options = StackOptions(time_scale=args.time_scale)
+    log_dir = Path(args.log_dir or Path(".cache") / "local-runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+    options = StackOptions(time_scale=args.time_scale, log_dir=log_dir.resolve())
     with LocalStack(options) as stack:
         assert stack.postgres is not None
         assert stack.kafka is not None
@@ -282,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", choices=sorted(SCENARIOS), default="happy")
     run.add_argument("--json", action="store_true", help="machine output on stdout (progress goes to stderr)")
     run.add_argument("--render-path", metavar="FILE", help="draw the execution's path on the workflow (SVG)")
+    run.add_argument("--log-dir", help="where the functions' logs go (default .cache/local-runs/<time>)")
     run.add_argument("--time-scale", type=float, default=0.02, help="factor on Wait/Retry delays (default 0.02)")
     run.set_defaults(handler=_local_run)
 

@@ -10,16 +10,19 @@ migration runner (``python -m dbmigrate``) against the local database.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import shutil
 import sys
+import threading
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from deployflow.local.aws import (
     ACCOUNT_ID,
@@ -88,7 +91,9 @@ class LocalStack:
         self.options = options or StackOptions()
         self._exit = ExitStack()
         self.workdir = Path(tempfile.mkdtemp(prefix="deployflow-local-"))
+        self._exit.callback(shutil.rmtree, self.workdir, ignore_errors=True)
         self.log_dir = self.options.log_dir or self.workdir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.postgres: PostgresCluster | None = None
         self.database: ConnectionParams | None = None
         self.kafka: KafkaBroker | None = None
@@ -215,6 +220,10 @@ class LocalStack:
         if isinstance(handler, logging.StreamHandler):
             previous = handler.setStream(log_file)
             self._exit.callback(handler.setStream, previous)
+        # Metrics (EMF) are printed: what handlers print from moto's request threads goes to the same file.
+        original = sys.stdout
+        sys.stdout = _ThreadRoutedStream(original, log_file, threading.get_ident())
+        self._exit.callback(setattr, sys, "stdout", original)
 
     def _provision(self) -> None:
         aws = self._aws
@@ -375,6 +384,23 @@ class LocalStack:
         if self.kafka is None:
             raise RuntimeError("the local stack's Kafka broker is not started")
         return self.kafka
+
+
+class _ThreadRoutedStream(io.TextIOBase):
+    """stdout for the local stack's lifetime: the owner thread writes to the terminal, Lambda threads to a file."""
+
+    def __init__(self, terminal: TextIO, functions: TextIO, owner: int) -> None:
+        self._terminal = terminal
+        self._functions = functions
+        self._owner = owner
+
+    def write(self, text: str) -> int:
+        target = self._terminal if threading.get_ident() == self._owner else self._functions
+        return target.write(text)
+
+    def flush(self) -> None:
+        self._terminal.flush()
+        self._functions.flush()
 
 
 def _fresh_container() -> None:

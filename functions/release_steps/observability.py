@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
@@ -21,7 +21,8 @@ from release_steps.errors import DeployflowError, InvalidInputError
 
 logger = Logger(service="deployflow")
 tracer = Tracer(service="deployflow")
-metrics = Metrics(namespace="Deployflow", service="deployflow")
+METRICS_NAMESPACE = "Deployflow"
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="deployflow")
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
@@ -59,7 +60,6 @@ def step(name: str) -> Callable[[Handler], Handler]:
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        @metrics.log_metrics
         def wrapper(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             logger.set_correlation_id(_execution_id(event))
             logger.append_keys(step=name)
@@ -79,11 +79,16 @@ def step(name: str) -> Callable[[Handler], Handler]:
                 logger.exception("step failed unexpectedly")
                 raise
             finally:
-                metrics.add_dimension(name="step", value=name)
-                metrics.add_metric(
-                    name="StepDuration", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
-                )
-                metrics.add_metadata(key="outcome", value=outcome)
+                # One EMF document per invocation, with its own dimension: warm invocations of other steps in the
+                # same process (the local stack) never inherit it.
+                with single_metric(
+                    name="StepDuration",
+                    unit=MetricUnit.Milliseconds,
+                    value=(time.perf_counter() - started) * 1000,
+                    namespace=METRICS_NAMESPACE,
+                ) as metric:
+                    metric.add_dimension(name="step", value=name)
+                    metric.add_metadata(key="outcome", value=outcome)
 
         return wrapper
 
