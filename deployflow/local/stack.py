@@ -15,8 +15,8 @@ import json
 import logging
 import shutil
 import sys
-import threading
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
