@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench system-deps kafka-jars clean
+.PHONY: demo test lint format bench diagram scenarios system-deps kafka-jars clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +31,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml pipeline/codepipeline-example.yaml
+	$(BIN)/python -m deployflow.diagram --check
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+diagram: $(STAMP)
+	$(BIN)/python -m deployflow.diagram
+
+scenarios: system-deps kafka-jars $(STAMP)
+	for s in happy image-missing migration-fails migration-timeout schema-drift kafka-down service-fails concurrent invalid-input dry-run rerun; do \
+		$(BIN)/deployflow local run --scenario $$s > /dev/null 2>&1 && echo "$$s: as expected" || { echo "$$s: NOT as expected"; exit 1; }; \
+	done
 
 bench: system-deps kafka-jars $(STAMP)
 	$(BIN)/python benchmarks/migrations.py
