@@ -7,7 +7,8 @@
 Target options (as the AWS CLI takes them): --stack-name (finds the state machine in the stack's outputs) or
 --state-machine-arn, --region, --profile, --endpoint-url (e.g. the local stack's moto server).
 Exit status: 0 the execution succeeded (or, for ``local run``, the scenario behaved as named); 1 it failed;
-2 bad usage or input (nothing was started); 3 the target could not be found or reached.
+2 bad usage or input, or an idempotency key reused for another input (nothing was started); 3 the target could not
+be found or reached; 130 interrupted (an execution already started goes on running).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import hashlib
 import json
 import re
+import secrets
 import signal
 import sys
 import time
@@ -35,6 +37,10 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 class TargetError(Exception):
     """The deployed stack or state machine could not be found or reached."""
+
+
+class IdempotencyConflictError(Exception):
+    """An idempotency key reused for a different release input: attaching would report another release's outcome."""
 
 
 # --- local run ----------------------------------------------------------------------------------------------------
@@ -131,10 +137,14 @@ def _outcome_json(outcome: ExecutionOutcome) -> dict[str, Any]:
 
 def _session_clients(args: argparse.Namespace) -> tuple[Any, Any]:
     import boto3
+    from botocore.exceptions import BotoCoreError
 
-    session = boto3.Session(profile_name=args.profile, region_name=args.region)
-    kwargs = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-    return session.client("stepfunctions", **kwargs), session.client("cloudformation", **kwargs)
+    try:
+        session = boto3.Session(profile_name=args.profile, region_name=args.region)
+        kwargs = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
+        return session.client("stepfunctions", **kwargs), session.client("cloudformation", **kwargs)
+    except BotoCoreError as e:  # no region, an unknown profile: nothing to talk to
+        raise TargetError(str(e)) from e
 
 
 def _state_machine_arn(args: argparse.Namespace, cloudformation: Any) -> str:
@@ -146,8 +156,13 @@ def _state_machine_arn(args: argparse.Namespace, cloudformation: Any) -> str:
 
     try:
         stacks = cloudformation.describe_stacks(StackName=args.stack_name)["Stacks"]
-    except (ClientError, BotoCoreError) as e:
-        raise TargetError(f"stack {args.stack_name}: {e}") from e
+    except ClientError as e:
+        error = e.response.get("Error", {})
+        raise TargetError(
+            f"cannot read stack {args.stack_name} ({error.get('Code', '?')}: {error.get('Message', e)})"
+        ) from e
+    except BotoCoreError as e:
+        raise TargetError(f"cannot read stack {args.stack_name}: {e}") from e
     for output in stacks[0].get("Outputs", []):
         if output.get("OutputKey") == "StateMachineArn":
             return str(output["OutputValue"])
@@ -155,17 +170,22 @@ def _state_machine_arn(args: argparse.Namespace, cloudformation: Any) -> str:
 
 
 def execution_name(image_tag: str, idempotency_key: str | None, now: datetime | None = None) -> str:
-    """A valid execution name; deterministic for an idempotency key, so a retried start finds the first one."""
+    """A valid execution name (at most 80 of ``[A-Za-z0-9_-]``); deterministic for an idempotency key.
+
+    With a key, a retried start finds the first execution by its name. Without one the name is unique: two starts
+    in the same second must not collide (with identical input, StartExecution would return the first execution).
+    """
     if idempotency_key:
         base = re.sub(r"[^A-Za-z0-9_-]", "-", idempotency_key)
         name = f"release-{base}"
         if len(name) > 80 or base != idempotency_key:
+            # Sanitising can map two keys to one name, truncating too: the digest of the raw key keeps them apart.
             digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
             name = f"release-{base[:50]}-{digest}"
         return name
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     tag = re.sub(r"[^A-Za-z0-9_-]", "-", image_tag)[:40]
-    return f"release-{tag}-{stamp}"
+    return f"release-{tag}-{stamp}-{secrets.token_hex(3)}"
 
 
 def build_input(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,9 +194,13 @@ def build_input(args: argparse.Namespace) -> dict[str, Any]:
     from release_steps.observability import describe_validation_error
 
     document: dict[str, Any] = {"imageTag": args.image_tag, "dryRun": bool(args.dry_run)}
-    if args.services:
+    # An explicit but empty value (e.g. an unset pipeline variable) is an error, not "use the default":
+    # --services "" would otherwise restart every service, --idempotency-key "" would drop the idempotency.
+    if args.services is not None:
         document["services"] = [s.strip() for s in args.services.split(",") if s.strip()]
-    if args.idempotency_key:
+    if args.idempotency_key is not None:
+        if not args.idempotency_key.strip():
+            raise ValueError("invalid release input: idempotencyKey: must not be empty")
         document["idempotencyKey"] = args.idempotency_key
     try:
         return ReleaseInput.model_validate(document).model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -190,62 +214,107 @@ def _start(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"deployflow start: {e}; nothing was started", file=sys.stderr)
         return EXIT_USAGE
-    sfn, cloudformation = _session_clients(args)
     try:
+        sfn, cloudformation = _session_clients(args)
         machine = _state_machine_arn(args, cloudformation)
+        name = execution_name(args.image_tag, args.idempotency_key)
+        arn = _start_or_attach(sfn, machine, name, document, attach=args.idempotency_key is not None)
+    except IdempotencyConflictError as e:
+        print(f"deployflow start: {e}; nothing was started", file=sys.stderr)
+        return EXIT_USAGE
     except TargetError as e:
         print(f"deployflow start: {e}", file=sys.stderr)
         return EXIT_TARGET
-    name = execution_name(args.image_tag, args.idempotency_key)
-    arn = _start_or_attach(sfn, machine, name, document)
     if not args.follow:
         print(arn)
         return EXIT_OK
     return _follow_and_report(sfn, arn, args)
 
 
-def _start_or_attach(sfn: Any, machine: str, name: str, document: dict[str, Any]) -> str:
-    """Start the execution; with the same name already used (an idempotency key reused), attach to that one."""
+def _start_or_attach(sfn: Any, machine: str, name: str, document: dict[str, Any], *, attach: bool) -> str:
+    """Start the execution; with ``attach`` (an idempotency key) and that name already used, attach to that one.
+
+    The existing execution is looked up first: StartExecution with a reused name returns the running execution
+    (same name and input) or raises ExecutionAlreadyExists (finished, or another input) - on AWS and in moto -
+    and the first answer would not tell a new start from a retried one. The StartExecution answer is still
+    handled, for a start racing this lookup.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{name}"
     try:
-        response = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(document))
-        arn = str(response["executionArn"])
-        print(f"started {arn}", file=sys.stderr)
-        return arn
-    except sfn.exceptions.ExecutionAlreadyExists:
-        arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{name}"
-        existing = sfn.describe_execution(executionArn=arn)
-        print(
-            f"an execution named {name} already exists ({existing['status']}): not starting a second release; "
-            f"attached to {arn}",
-            file=sys.stderr,
+        if attach and (existing := _existing_execution(sfn, arn)) is not None:
+            return _attach(name, arn, existing, document)
+        try:
+            response = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(document))
+        except sfn.exceptions.ExecutionAlreadyExists:
+            existing = _existing_execution(sfn, arn)
+            if existing is None:
+                raise
+            return _attach(name, arn, existing, document)
+    except (ClientError, BotoCoreError) as e:
+        raise TargetError(f"cannot start an execution of {machine}: {e}") from e
+    started = str(response["executionArn"])
+    print(f"started {started}", file=sys.stderr)
+    return started
+
+
+def _existing_execution(sfn: Any, arn: str) -> dict[str, Any] | None:
+    try:
+        return dict(sfn.describe_execution(executionArn=arn))
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return None
+
+
+def _attach(name: str, arn: str, existing: dict[str, Any], document: dict[str, Any]) -> str:
+    try:
+        previous = json.loads(existing.get("input") or "null")
+    except ValueError:
+        previous = None
+    if previous != document:
+        raise IdempotencyConflictError(
+            f"idempotency key {document.get('idempotencyKey')!r} was already used for another release input "
+            f"(execution {arn}, {existing.get('status')}, input {existing.get('input')}): use a new key, "
+            "or repeat the first release's options"
         )
-        return arn
+    print(
+        f"an execution named {name} already exists ({existing.get('status')}): not starting a second release; "
+        f"attached to {arn}",
+        file=sys.stderr,
+    )
+    return arn
 
 
 def _watch(args: argparse.Namespace) -> int:
-    sfn, cloudformation = _session_clients(args)
     arn = str(args.execution)
-    if not arn.startswith("arn:"):
-        try:
+    try:
+        sfn, cloudformation = _session_clients(args)
+        if not arn.startswith("arn:"):
             machine = _state_machine_arn(args, cloudformation)
-        except TargetError as e:
-            print(f"deployflow watch: {e}", file=sys.stderr)
-            return EXIT_TARGET
-        arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{arn}"
+            arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{arn}"
+    except TargetError as e:
+        print(f"deployflow watch: {e}", file=sys.stderr)
+        return EXIT_TARGET
     return _follow_and_report(sfn, arn, args)
 
 
 def _follow_and_report(sfn: Any, arn: str, args: argparse.Namespace) -> int:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         outcome = follow(sfn, arn, ProgressPrinter(sys.stderr), poll_seconds=args.poll, timeout_seconds=args.timeout)
-    except ClientError as e:
+    except (ClientError, BotoCoreError) as e:
         print(f"deployflow: cannot read execution {arn}: {e}", file=sys.stderr)
         return EXIT_TARGET
     except TimeoutError as e:
         print(f"deployflow: {e}; it goes on running: deployflow watch {arn}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        # Only the watching stops: the execution is Step Functions', not this process's.
+        print(
+            f"\ninterrupted: stopped following; the execution goes on running: deployflow watch {arn}", file=sys.stderr
+        )
+        return 130
     print(outcome_report(outcome), file=sys.stderr)
     if outcome.output is not None:
         print(json.dumps(outcome.output, indent=2))

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 
 TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+# Every Catch of the release's steps leads here: the states after it report a failure, they are not its cause.
+FAILURE_PATH_STATES = frozenset({"Summarize failure", "Notify failure", "Notify failure (raw)", "Release failed"})
 
 
 @dataclass
@@ -38,6 +40,11 @@ class StateVisit:
     @property
     def retries(self) -> int:
         return max(0, self.attempts - 1)
+
+    @property
+    def failed(self) -> bool:
+        """Its last attempt failed (a Catch moved on, or the execution ended): not a retried, then good, state."""
+        return bool(self.errors) and len(self.errors) >= self.attempts
 
 
 @dataclass
@@ -87,15 +94,30 @@ class ExecutionOutcome:
 
     @property
     def failed_state(self) -> str | None:
-        """The last task state that recorded an error before the failure path began."""
-        for visit in reversed(self.visits):
-            if visit.errors and visit.state_type == "Task" and visit.name != "Summarize failure":
-                return visit.name
-        return None
+        """The task state whose failure ended the release: the last one that failed before the failure path began.
+
+        Errors on the failure path itself (a notification that could not be published) are not the release's
+        failure; a state that failed and then succeeded on a retry is not either, unless nothing else failed.
+        """
+        release_path = self.visits
+        for index, visit in enumerate(self.visits):
+            if visit.name in FAILURE_PATH_STATES:
+                release_path = self.visits[:index]
+                break
+        tasks = [v for v in reversed(release_path) if v.state_type == "Task" and v.errors]
+        failed = next((v for v in tasks if v.failed), tasks[0] if tasks else None)
+        return failed.name if failed is not None else None
 
 
 _TASK_FAIL_TYPES = {"LambdaFunctionFailed", "LambdaFunctionTimedOut", "TaskFailed", "TaskTimedOut"}
 _TASK_START_TYPES = {"LambdaFunctionScheduled", "TaskScheduled"}
+# The events that end an execution, with DescribeExecution's status (ExecutionRedriven, for one, does not end it).
+_EXECUTION_END_STATUSES = {
+    "ExecutionSucceeded": "SUCCEEDED",
+    "ExecutionFailed": "FAILED",
+    "ExecutionTimedOut": "TIMED_OUT",
+    "ExecutionAborted": "ABORTED",
+}
 
 
 class HistoryTracker:
@@ -151,8 +173,8 @@ class HistoryTracker:
             if self._open is not None:
                 self._open.errors.append((error, cause))
             yield ProgressEvent("failed", self._open, error=error, cause=cause)
-        elif etype.startswith("Execution") and etype != "ExecutionStarted":
-            yield ProgressEvent("finished", status=etype.removeprefix("Execution").upper())
+        elif etype in _EXECUTION_END_STATUSES:
+            yield ProgressEvent("finished", status=_EXECUTION_END_STATUSES[etype])
 
 
 def _is_lambda_task(event: dict[str, Any]) -> bool:

@@ -22,6 +22,11 @@ def _one_line(text: str | None, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _utc(moment: datetime) -> datetime:
+    # A timestamp without an offset is UTC (as Step Functions writes them); mixing naive and aware would raise.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def cause_message(cause: str | None) -> str:
     """The readable message inside a Lambda error cause (a JSON payload), or the cause itself."""
     if not cause:
@@ -35,20 +40,23 @@ def cause_message(cause: str | None) -> str:
     return cause
 
 
-def deadline_bar(visit_output: str | None, part: str) -> str:
-    """``[#####...............] 25% of the deadline, check 3`` from a loop state's output, or ''."""
+def deadline_bar(visit_output: str | None, part: str, at: datetime | None = None) -> str:
+    """``[#####...............] 25% of the deadline, check 3`` from a loop state's output, or ''.
+
+    ``at`` is the moment drawn (the check's exit time), so a history replayed later draws what was used then.
+    """
     try:
         state = json.loads(visit_output or "")
         section: dict[str, Any] = state.get(part) or {}
-        deadline = datetime.fromisoformat(str(section["deadline"]).replace("Z", "+00:00"))
+        deadline = _utc(datetime.fromisoformat(str(section["deadline"]).replace("Z", "+00:00")))
         started_raw = section.get("startedAt") or state.get("execution", {}).get("startTime")
-        started = datetime.fromisoformat(str(started_raw).replace("Z", "+00:00"))
+        started = _utc(datetime.fromisoformat(str(started_raw).replace("Z", "+00:00")))
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""
     total = (deadline - started).total_seconds()
     if total <= 0:
         return ""
-    used = min(1.0, max(0.0, (datetime.now(UTC) - started).total_seconds() / total))
+    used = min(1.0, max(0.0, (_utc(at or datetime.now(UTC)) - started).total_seconds() / total))
     filled = round(used * _BAR_WIDTH)
     checks = section.get("checks")
     suffix = f", check {checks}" if isinstance(checks, int) else ""
@@ -74,7 +82,13 @@ class ProgressPrinter:
                 return
             took = f"{visit.duration_seconds:.2f}s" if visit.duration_seconds is not None else ""
             retries = f", {visit.retries} retr{'y' if visit.retries == 1 else 'ies'}" if visit.retries else ""
-            bar = deadline_bar(visit.output, _LOOP_STATES[visit.name]) if visit.name in _LOOP_STATES else ""
+            if visit.failed:
+                # Every attempt failed and a Catch moved on: the state exits, but it did not succeed.
+                error = visit.errors[-1][0]
+                self._line(visit.exited_at, f"✗ {visit.name}  {took}{retries}  failed with {error}, caught")
+                return
+            part = _LOOP_STATES.get(visit.name)
+            bar = deadline_bar(visit.output, part, visit.exited_at) if part else ""
             self._line(visit.exited_at, f"✓ {visit.name}  {took}{retries}  {bar}".rstrip())
         elif event.kind == "retry" and visit is not None:
             self._line(None, f"↻ {visit.name}: attempt {visit.attempts} after {event.error}")

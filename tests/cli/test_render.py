@@ -1,0 +1,237 @@
+"""render.py: the progress lines an operator watches, the deadline bar, the readable cause, the outcome report."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+
+from deployflow.progress import ExecutionOutcome, HistoryTracker
+from deployflow.render import ProgressPrinter, cause_message, deadline_bar, outcome_report
+from tests.cli.history import EXECUTION_START, T0, History, rollout_output
+
+
+def printed(history: History, show_waits: bool = False) -> list[str]:
+    """The lines a ProgressPrinter writes for the history, without the leading clock."""
+    out = io.StringIO()
+    printer = ProgressPrinter(out, show_waits=show_waits)
+    tracker = HistoryTracker()
+    for event in history.events:
+        for progress in tracker.feed(event):
+            printer(progress)
+    lines = out.getvalue().splitlines()
+    for line in lines:
+        assert line[:2] == "  ", f"{line!r} is not indented"
+        assert line[4] == line[7] == ":", f"{line!r} does not start with an HH:MM:SS clock"
+    return [line[12:] for line in lines]
+
+
+def test_given_states_entered_and_exited_then_one_line_each_and_choices_and_waits_stay_quiet() -> None:
+    history = (
+        History()
+        .started()
+        .task("Validate release request")
+        .entered("Migration task finished?", "Choice")
+        .exited("Migration task finished?", state_type="Choice")
+        .entered("Wait for migration task", "Wait")
+        .exited("Wait for migration task", state_type="Wait")
+        .entered("Release succeeded", "Succeed")
+        .ended("ExecutionSucceeded")
+    )
+
+    lines = printed(history)
+
+    assert lines == [
+        "▶ Validate release request",
+        "✓ Validate release request  1.30s",
+        "▶ Release succeeded",
+        "■ execution SUCCEEDED",
+    ]
+    assert "▶ Wait for migration task" in printed(history, show_waits=True)
+
+
+def test_given_a_retried_task_then_retry_lines_name_the_attempt_and_the_done_line_counts_retries() -> None:
+    history = (
+        History()
+        .started()
+        .entered("Create Kafka topics")
+        .lambda_attempt("KafkaUnreachableError", "no broker at 127.0.0.1:9092")
+        .lambda_attempt("KafkaUnreachableError", "no broker at 127.0.0.1:9092")
+        .lambda_attempt()
+        .exited("Create Kafka topics")
+    )
+
+    lines = printed(history)
+
+    assert lines == [
+        "▶ Create Kafka topics",
+        "✗ Create Kafka topics: KafkaUnreachableError: no broker at 127.0.0.1:9092",
+        "↻ Create Kafka topics: attempt 2 after KafkaUnreachableError",
+        "✗ Create Kafka topics: KafkaUnreachableError: no broker at 127.0.0.1:9092",
+        "↻ Create Kafka topics: attempt 3 after KafkaUnreachableError",
+        "✓ Create Kafka topics  1.90s, 2 retries",
+    ]
+
+
+def test_given_a_failure_caught_by_the_asl_then_the_state_is_never_drawn_as_done() -> None:
+    history = (
+        History()
+        .started()
+        .entered("Check migration image")
+        .lambda_attempt("ImageNotFoundError", "image tag '2026-11-25.404' not found in ECR repository 'm'")
+        .exited("Check migration image")
+        .task("Summarize failure")
+        .entered("Release failed", "Fail")
+        .ended("ExecutionFailed")
+    )
+
+    lines = printed(history)
+
+    assert lines[:3] == [
+        "▶ Check migration image",
+        "✗ Check migration image: ImageNotFoundError: image tag '2026-11-25.404' not found in ECR repository 'm'",
+        "✗ Check migration image  1.30s  failed with ImageNotFoundError, caught",
+    ]
+    assert "✓ Summarize failure  1.30s" in lines
+    assert lines[-2:] == ["▶ Release failed", "■ execution FAILED"]
+
+
+def test_given_a_long_multiline_cause_then_the_failed_line_is_one_line_of_bounded_length() -> None:
+    message = "migration V0002 failed:\n" + "ERROR: function deployflow_no_such_function() does not exist " * 20
+    history = History().started().entered("Check migration task").lambda_attempt("MigrationFailedError", message)
+
+    [_, failed] = printed(history)
+
+    assert failed.startswith("✗ Check migration task: MigrationFailedError: migration V0002 failed: ERROR:")
+    assert failed.endswith("…")
+    assert len(failed) < 300
+
+
+def test_given_check_services_outputs_then_the_done_line_draws_the_deadline_used_at_that_check() -> None:
+    history = (
+        History()
+        .started()
+        .task("Check services", rollout_output(deadline_seconds=20, checks=1))
+        .task("Check services", rollout_output(deadline_seconds=20, checks=2))
+    )
+
+    lines = [line for line in printed(history) if line.startswith("✓")]
+
+    # Of a 20 s deadline: the first check exits 2.3 s after the start (12%), the second 4.6 s after (23%).
+    assert lines == [
+        "✓ Check services  1.30s  [##..................]  12% of the deadline, check 1",
+        "✓ Check services  1.30s  [#####...............]  23% of the deadline, check 2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "bar"),
+    [
+        (0, "[....................]   0% of the deadline, check 3"),
+        (25, "[#####...............]  25% of the deadline, check 3"),
+        (100, "[####################] 100% of the deadline, check 3"),
+        (250, "[####################] 100% of the deadline, check 3"),
+        (-5, "[....................]   0% of the deadline, check 3"),
+    ],
+)
+def test_given_a_moment_then_the_deadline_bar_shows_the_share_of_the_bound_used(seconds: int, bar: str) -> None:
+    output = json.dumps(rollout_output(deadline_seconds=100, checks=3))
+
+    assert deadline_bar(output, "rollout", at=T0 + timedelta(seconds=seconds)) == bar
+
+
+def test_given_a_migration_started_at_then_the_bar_counts_from_it_not_from_the_execution_start() -> None:
+    state = {
+        "execution": {"startTime": EXECUTION_START},
+        "migration": {"startedAt": "2026-11-25T14:00:50Z", "deadline": "2026-11-25T14:01:50Z", "checks": 1},
+    }
+
+    bar = deadline_bar(json.dumps(state), "migration", at=T0 + timedelta(seconds=80))
+
+    assert bar == "[##########..........]  50% of the deadline, check 1"
+
+
+def test_given_timestamps_without_an_offset_then_they_are_read_as_utc() -> None:
+    state = {"execution": {"startTime": "2026-11-25T14:00:00"}, "rollout": {"deadline": "2026-11-25T14:00:10"}}
+
+    assert deadline_bar(json.dumps(state), "rollout", at=T0 + timedelta(seconds=5)).startswith("[##########...")
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        None,
+        "",
+        "not json",
+        "[]",
+        json.dumps({"rollout": {"done": True}}),
+        json.dumps({"rollout": {"deadline": "soon"}, "execution": {"startTime": EXECUTION_START}}),
+        json.dumps({"rollout": {"deadline": "2026-11-25T14:01:00Z"}}),
+        json.dumps({"rollout": {"deadline": "2026-11-25T13:00:00Z"}, "execution": {"startTime": EXECUTION_START}}),
+    ],
+    ids=["none", "empty", "not-json", "not-an-object", "no-deadline", "bad-deadline", "no-start", "deadline-before"],
+)
+def test_given_an_output_without_a_usable_deadline_then_no_bar(output: str | None) -> None:
+    assert deadline_bar(output, "rollout", at=T0) == ""
+
+
+def test_given_a_lambda_error_payload_then_cause_message_is_its_error_message() -> None:
+    payload = json.dumps({"errorType": "ImageNotFoundError", "errorMessage": "image tag 'x' not found", "trace": []})
+
+    assert cause_message(payload) == "image tag 'x' not found"
+
+
+@pytest.mark.parametrize(
+    ("cause", "message"),
+    [
+        (None, ""),
+        ("", ""),
+        ("plain text from a Fail state", "plain text from a Fail state"),
+        ('{"Error": "States.Timeout"}', '{"Error": "States.Timeout"}'),
+        ('["a"]', '["a"]'),
+        ('{"errorMessage": 42}', '{"errorMessage": 42}'),
+    ],
+)
+def test_given_a_cause_that_is_no_lambda_payload_then_cause_message_returns_it_unchanged(
+    cause: str | None, message: str
+) -> None:
+    assert cause_message(cause) == message
+
+
+def test_given_a_failed_outcome_then_the_report_names_status_step_error_cause_and_summary() -> None:
+    history = (
+        History()
+        .started()
+        .entered("Check migration image")
+        .lambda_attempt("ImageNotFoundError", "image tag 'x' not found")
+        .exited("Check migration image")
+        .task("Summarize failure", {"record": {"summary": "deployflow release of x FAILED at Check migration image"}})
+    )
+    tracker = HistoryTracker()
+    for event in history.events:
+        list(tracker.feed(event))
+    outcome = ExecutionOutcome(
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e",
+        status="FAILED",
+        output=None,
+        error="ImageNotFoundError",
+        cause=json.dumps({"errorType": "ImageNotFoundError", "errorMessage": "image tag 'x' not found"}),
+        visits=tracker.visits,
+        transitions=tracker.transitions,
+        lambda_invocations=tracker.lambda_invocations,
+        state_outputs=dict(tracker.outputs),
+    )
+
+    report = outcome_report(outcome).splitlines()
+
+    assert report == [
+        "FAILED in 3.6s: 2 state transitions, 2 Lambda invocations",
+        "execution: arn:aws:states:us-east-1:123456789012:execution:m:e",
+        "failed step: Check migration image",
+        "error: ImageNotFoundError",
+        "cause: image tag 'x' not found",
+        "",
+        "deployflow release of x FAILED at Check migration image",
+    ]
