@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from release_steps.errors import terminal_error_names
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ASL = Path("statemachine") / "deploy.asl.json"
 DEFAULT_OUTPUT = Path("docs") / "workflow.svg"
@@ -58,6 +60,7 @@ FAILED = "#c92a2a"
 DASH = "6 4"
 TIMES = "\u00d7"  # multiplication sign, for the visit count badge ("x3")
 TWIN_OFFSET = 12  # a Catch that goes where Next goes is drawn beside it
+CATCH_NAMES_SHOWN = 3  # a Catch naming more errors than this is labelled by what they are, not one by one
 
 # Type -> (fill, stroke).
 COLOURS: dict[str, tuple[str, str]] = {
@@ -163,8 +166,18 @@ def edges_of(definition: Mapping[str, Any]) -> list[Edge]:
         elif "Next" in state:
             add(Edge(name, str(state["Next"]), "next"))
         for catcher in state.get("Catch", []):
-            add(Edge(name, str(catcher["Next"]), "catch", ", ".join(catcher.get("ErrorEquals", []))))
+            add(Edge(name, str(catcher["Next"]), "catch", catch_label(catcher.get("ErrorEquals", []))))
     return list(found.values())
+
+
+def catch_label(errors: Sequence[str]) -> str:
+    """A Catch's errors in a few words: the names themselves, or ``terminal errors`` for errors.py's terminal set."""
+    names = [str(error) for error in errors]
+    if len(names) > CATCH_NAMES_SHOWN and set(names) == set(terminal_error_names()):
+        return "terminal errors"
+    if len(names) > CATCH_NAMES_SHOWN:
+        return f"{len(names)} errors"
+    return ", ".join(names)
 
 
 def _states(definition: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -47,14 +47,21 @@ STEP_SECTIONS: tuple[tuple[str, str], ...] = (
 )
 STEP_NAMES = frozenset(name for name, _ in STEP_SECTIONS)
 
-# What an operator does next, per error name (errors.py), one line each.
+# What an operator does next, per error name (errors.py), one line each. The state machine catches only the terminal
+# errors, and a caught error ends in Release failed, which a redrive would only re-enter: their hints say "start a new
+# release", never "redrive". Anything else is not caught: the execution fails at the step that raised it, where a
+# redrive resumes. The summarizer normally never sees those; should it (a hand-run summary, a changed Catch), the hint
+# still says which case is which.
+_RESUME = (
+    "then redrive the execution, which resumes at this step (if it ended in Release failed instead, start a new "
+    "release)"
+)
 NEXT_STEPS: dict[str, str] = {
-    # terminal
-    "InvalidInputError": "fix the field named in the cause in the execution input and start a new execution",
+    # terminal: caught, summarized, notified, Release failed
+    "InvalidInputError": "fix the field named in the cause in the execution input and start a new release",
     "ConfigurationError": "fix the stack parameter behind the named variable (samconfig.toml), redeploy the stack, "
     "then start a new release",
-    "DeploymentInProgressError": "let the running release finish (or stop it in the console), then start this one "
-    "again",
+    "DeploymentInProgressError": "let the running release finish (or stop it in the console), then start a new release",
     "ImageNotFoundError": "push the migration image with this tag (or correct the tag) and start a new release",
     "ImageScanFailedError": "look at the image's scan in ECR (unsupported base image?), rescan it and start a new "
     "release",
@@ -66,36 +73,41 @@ NEXT_STEPS: dict[str, str] = {
     "MigrationFailedError": "read the migration log tail above; fix the SQL and start a new release",
     "MigrationTimeoutError": "the task was stopped: look for locks or a long-running statement in the database, raise "
     "MigrationTimeoutSeconds if the migration is legitimately long, then start a new release",
-    "DatabaseAuthError": "check the database secret (rotated?) against the database user, then redrive the execution",
+    "DatabaseAuthError": "fix the database secret (rotated?) or the database user, then start a new release (the "
+    "migration already ran: it is a no-op the second time)",
     "SchemaMismatchError": "compare the diff above with sql/; add a migration that removes the drift and start a new "
     "release",
-    "KafkaAuthError": "check the Kafka credentials of the topic step (SCRAM secret or MSK IAM policy), then redrive",
+    "KafkaAuthError": "fix the Kafka credentials of the topic step (SCRAM secret or MSK IAM policy), then start a new "
+    "release",
     "TopicConflictError": "reconcile the topic by hand or change the topic parameters (topics are never shrunk or "
-    "deleted), then redrive",
+    "deleted), then start a new release",
     "ServiceNotFoundError": "check the service names (execution input or ServiceNames) against the cluster and start "
     "a new release; the migration already ran",
     "ServiceDeploymentFailedError": "read the service's events in the ECS console (failed or rolled back), fix the "
     "service and start a new release; the migration already ran",
     "ServiceRolloutTimeoutError": "the deployment may still be running: check the service's events in the ECS "
-    "console; raise ServicesTimeoutSeconds if rollouts are legitimately slow",
-    # transient, after the state machine's retry budget ran out
-    "AwsThrottlingError": "AWS kept throttling after every retry: redrive the execution in a few minutes",
-    "ImageScanPendingError": "the ECR scan did not finish within the retry budget: redrive the execution once the "
-    "scan is complete",
-    "EcsCapacityError": "ECS could not place the migration task: check the cluster's capacity, then redrive the "
-    "execution",
+    "console; once it COMPLETED nothing is left to do, otherwise fix the service (or raise ServicesTimeoutSeconds if "
+    "rollouts are legitimately slow) and start a new release",
+    # transient, after the state machine's retry budget ran out: not caught, the execution fails at the step
+    "AwsThrottlingError": f"AWS kept throttling after every retry: wait a few minutes, {_RESUME}",
+    "ImageScanPendingError": f"the ECR scan did not finish within the retry budget: once it is COMPLETE, {_RESUME}",
+    "EcsCapacityError": f"ECS could not place the migration task: add capacity to the cluster, {_RESUME}",
     "DatabaseUnreachableError": "check that the database is up and that the function's subnets and security group "
-    "reach it, then redrive the execution",
+    f"reach it, {_RESUME}",
     "KafkaUnreachableError": "check that the brokers are up and that the function's subnets and security group reach "
-    "them, then redrive the execution",
-    # raised by Step Functions itself
-    "States.Timeout": "the step ran past its TimeoutSeconds: read its log in the execution history, then redrive",
+    f"them, {_RESUME}",
+    # raised by Step Functions itself; not caught either
+    "States.Timeout": f"the step ran past its TimeoutSeconds: read its log in the execution history, fix the cause, "
+    f"{_RESUME}",
 }
 UNEXPECTED_HINT = (
     "an unexpected failure inside the step: read its log (linked from the execution history), fix the code or the "
-    "configuration, then redrive the execution"
+    f"configuration and deploy it (the state machine invokes the functions' latest code), {_RESUME}"
 )
-GENERIC_HINT = "read the execution history in the Step Functions console, fix the cause, then redrive or start again"
+GENERIC_HINT = (
+    "read the execution history in the Step Functions console and fix the cause; an execution that ended in Release "
+    "failed needs a new release, one that failed at a step can be redriven"
+)
 
 SUBJECT_MAX = 99  # SNS: "less than 100 characters", one line, no control characters
 CAUSE_MAX = 4000  # in the record

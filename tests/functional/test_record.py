@@ -349,3 +349,21 @@ def test_given_the_events_files_then_each_is_a_complete_record_input(name: str) 
     strict = RecordStepInput.model_validate(event)
     assert strict.failure == state.failure
     assert strict.image == state.image
+
+
+@pytest.mark.parametrize("error", errors.terminal_error_names())
+def test_given_a_terminal_error_then_its_hint_says_start_a_new_release_never_redrive(error: str) -> None:
+    # The state machine catches terminal errors into Release failed: a redrive would re-enter that Fail state.
+    hint = record.next_step_hint(error)
+    assert "redrive" not in hint.lower(), f"{error}: a caught error cannot be redriven, yet the hint says: {hint}"
+    assert "start a new release" in hint, f"{error}: the hint does not say to start a new release: {hint}"
+
+
+@pytest.mark.parametrize("error", [*errors.transient_error_names(), "States.Timeout", "Sandbox.Timedout", "KeyError"])
+def test_given_an_error_the_state_machine_does_not_catch_then_its_hint_names_the_redrive(error: str) -> None:
+    # Not caught: the execution fails at the step that raised it, and a redrive resumes there.
+    hint = record.next_step_hint(error)
+    assert "redrive" in hint, f"{error}: the execution stops at its step, but the hint does not mention redrive: {hint}"
+    assert "new release" in hint, (
+        f"{error}: the hint must still say what to do if the execution ended in Release failed: {hint}"
+    )

@@ -227,13 +227,38 @@ def test_given_the_error_contract_then_no_terminal_error_is_ever_retried() -> No
             assert not broad, f"Lambda task {name!r} retries {sorted(broad)}: that would retry terminal errors"
 
 
-def test_given_every_lambda_task_then_any_error_is_caught_into_the_failure_path() -> None:
+def test_given_every_lambda_task_then_every_terminal_error_is_caught_into_the_failure_path() -> None:
+    terminal = errors.terminal_error_names()
     for name, state in docs.lambda_tasks().items():
         if name == FAILURE_ENTRY:
             continue
-        assert state.get("Catch") == [
-            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": FAILURE_ENTRY}
-        ], f"{name!r} must catch States.ALL into $.failure and go to {FAILURE_ENTRY!r}"
+        catchers = state.get("Catch", [])
+        assert len(catchers) == 1, f"{name!r} must have one catcher (the terminal errors), has {len(catchers)}"
+        [catcher] = catchers
+        caught = catcher["ErrorEquals"]
+        assert len(caught) == len(set(caught)), f"{name!r} catches {caught}: a name is listed twice"
+        assert sorted(caught) == terminal, (
+            f"{name!r} must catch exactly errors.terminal_error_names(); "
+            f"missing {sorted(set(terminal) - set(caught))}, extra {sorted(set(caught) - set(terminal))}"
+        )
+        assert catcher["ResultPath"] == "$.failure", f"{name!r} must keep the state and put the error in $.failure"
+        assert catcher["Next"] == FAILURE_ENTRY, f"{name!r} must hand a terminal error to {FAILURE_ENTRY!r}"
+
+
+def test_given_every_lambda_task_then_no_retryable_or_unexpected_error_is_caught() -> None:
+    # Step Functions redrives "from the unsuccessful step". A caught error leaves its step through the Catch and ends
+    # in Release failed, which is what a redrive would re-run; an uncaught one fails the execution at its step.
+    never_caught = {*errors.transient_error_names(), *docs.LAMBDA_ERRORS, *docs.STATES_ERRORS}
+    for name, state in docs.lambda_tasks().items():
+        if name == FAILURE_ENTRY:
+            continue
+        caught = set(docs.catch_names(state))
+        assert not caught & never_caught, (
+            f"{name!r} catches {sorted(caught & never_caught)}: after its retries (or a timeout, or a bug) the "
+            "execution must fail at this step so that a redrive resumes here"
+        )
+        platform = sorted(c for c in caught if c.startswith(("Lambda.", "Sandbox.", "Runtime.", "States.")))
+        assert not platform, f"{name!r} catches {platform}: Lambda and Step Functions errors must fail at the step"
 
 
 def test_given_every_transient_error_then_some_task_retries_it() -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from release_steps.errors import terminal_error_names
 
-from deployflow.diagram import REPO_ROOT, load_definition, render_file, render_svg
+from deployflow.diagram import REPO_ROOT, catch_label, load_definition, render_file, render_svg
 
 ASL = REPO_ROOT / "statemachine" / "deploy.asl.json"
 CHECKED_IN = REPO_ROOT / "docs" / "workflow.svg"
@@ -166,6 +167,36 @@ def test_given_a_wait_loop_when_rendered_then_the_choice_branches_say_done_and_n
     assert labels[("Migration task finished?", "Wait for migration task")] == ["not done"]
     assert labels[("Services rolled out?", "Build deployment record")] == ["done"]
     assert labels[("Services rolled out?", "Wait for services")] == ["not done"]
+
+
+def test_given_the_release_asl_when_rendered_then_the_error_bus_says_it_carries_the_terminal_errors(
+    plain: ET.Element,
+) -> None:
+    [bus] = [g for g in plain.iter(f"{SVG}g") if "bus" in _classes(g)]
+    assert _texts(bus) == ["Catch terminal errors \u2192 Summarize failure"]
+    titles = [
+        group.findtext("svg:title", default="", namespaces=NS)
+        for group in _edges(plain)
+        if _edge_key(group)[1:] == ("Summarize failure", "catch")
+    ]
+    assert len(titles) == 9, f"one Catch edge per step into Summarize failure, got {len(titles)}"
+    assert all(title.endswith("(catch: terminal errors)") for title in titles), titles
+
+
+@pytest.mark.parametrize(
+    ("errors", "label"),
+    [
+        (["States.ALL"], "States.ALL"),
+        (["States.Timeout", "States.TaskFailed"], "States.Timeout, States.TaskFailed"),
+        (terminal_error_names(), "terminal errors"),
+        (list(reversed(terminal_error_names())), "terminal errors"),
+        (terminal_error_names()[1:], f"{len(terminal_error_names()) - 1} errors"),
+    ],
+)
+def test_given_a_catch_when_labelled_then_a_short_list_is_named_and_the_terminal_set_is_called_so(
+    errors: list[str], label: str
+) -> None:
+    assert catch_label(errors) == label
 
 
 def test_given_tasks_with_retries_when_rendered_then_each_names_its_retried_errors(
