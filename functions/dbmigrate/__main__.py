@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import psycopg2.extensions
+import psycopg2.extras
 
 from dbmigrate.baseline import baseline, parse_version
 from dbmigrate.db import connect
@@ -59,6 +63,22 @@ def _add_migrate_options(parser: argparse.ArgumentParser, *, default: bool = Tru
         default=argparse.SUPPRESS if default else None,
         help="directory of V<nnnn>__<name>.sql files (overrides MIGRATIONS_DIR)",
     )
+
+
+def _stop_requested(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cancel_on_stop() -> None:
+    """Make a stop (ECS StopTask sends SIGTERM) cancel the statement in flight instead of orphaning it.
+
+    With psycopg2's select-based wait callback a query waits in Python, so SIGTERM interrupts it: the callback then
+    cancels the query on the server, the migration's transaction rolls back (SQLSTATE 57014) and the runner exits
+    with the migration-failed code. Without it the backend would go on running the statement (and holding the
+    advisory lock) until statement_timeout.
+    """
+    psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
+    signal.signal(signal.SIGTERM, _stop_requested)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, log: EventSink | None = None) -> int:
@@ -127,4 +147,5 @@ def _verify(settings: Settings, expected_path: Path | None, log: EventSink) -> i
 
 
 if __name__ == "__main__":
+    cancel_on_stop()
     sys.exit(main())

@@ -1,0 +1,703 @@
+"""Execution paths: every named scenario runs the real ASL on a fresh local stack (real PostgreSQL, real Kafka, moto).
+
+Each test asserts what the scenario's own checks assert (``result.as_expected``) and, explicitly: the path taken
+(wait loops shown as one marker, their shape and number of turns asserted apart), the error and the readable message
+in its cause, and the side effects, read through other clients than the steps (psycopg2, a Kafka AdminClient, boto3
+on the moto server, the SNS topic through an SQS subscription).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import pytest
+from dbmigrate.files import discover_migrations
+
+from deployflow.local.scenarios import SCENARIOS, ScenarioResult, overrides
+from deployflow.local.stack import (
+    CLUSTER,
+    DEFAULT_TAG,
+    LOG_GROUP,
+    REPOSITORY,
+    SERVICES,
+    TASK_FAMILY,
+    TOPICS,
+    LocalStack,
+)
+from deployflow.local.template import REPO_ROOT
+from deployflow.progress import ExecutionOutcome
+from tests.workflow.support import (
+    FAILURE_TAIL,
+    LOOPS,
+    MIGRATION_LOOP,
+    RELEASE_PATH,
+    SERVICES_LOOP,
+    Inbox,
+    all_tasks,
+    cause_error_type,
+    cause_message,
+    column_exists,
+    compress,
+    describe,
+    describe_task,
+    expected_loop,
+    history_rows,
+    log_lines,
+    loop_segment,
+    loop_turns,
+    primary,
+    public_tables,
+    relation_exists,
+    retrier,
+    retry_caps,
+    services,
+    state_output,
+    topic_partitions,
+    visits,
+)
+
+pytestmark = pytest.mark.workflow
+
+HEAD_VERSIONS = [m.version for m in discover_migrations(REPO_ROOT / "sql")]
+MIGRATION_FILES = [m.filename for m in discover_migrations(REPO_ROOT / "sql")]
+MAIN_TABLES = {"clients", "rules", "endpoints", "notifications"}
+# The step that starts each wait loop, and where its result (with the loop's deadline) sits in the state.
+STARTERS = {"migration": ("Run migration task", "migration"), "services": ("Restart services", "rollout")}
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def run_scenario(stack: LocalStack, name: str) -> ScenarioResult:
+    """Run the named scenario; it must end as it is named, with every one of its own checks holding."""
+    result = SCENARIOS[name].run(stack, None)
+    failed = [f"{c.description}: {c.detail}" for c in result.checks if not c.ok]
+    assert result.as_expected, (
+        f"scenario {name} expected {result.expected_status} {result.expected_error or ''}, "
+        f"failed checks: {failed or 'none'}{''.join(describe(o) for o in result.outcomes)}"
+    )
+    return result
+
+
+def assert_failed_with(outcome: ExecutionOutcome, error: str, *needles: str) -> str:
+    """The execution FAILED with ``error``; its cause is the runtime's error payload and names every needle."""
+    assert outcome.status == "FAILED", f"expected FAILED {error}{describe(outcome)}"
+    assert outcome.error == error, f"expected error {error}{describe(outcome)}"
+    assert cause_error_type(outcome) == error, f"the cause's errorType is not {error}{describe(outcome)}"
+    message = cause_message(outcome)
+    missing = [n for n in needles if n not in message]
+    assert not missing, f"the cause does not name {missing}{describe(outcome)}"
+    assert "\n  File " not in message, f"the cause's message carries a stack trace{describe(outcome)}"
+    return message
+
+
+def assert_path(outcome: ExecutionOutcome, expected: list[str]) -> None:
+    assert compress(outcome.path) == expected, (
+        f"path taken differs\n  expected: {' → '.join(expected)}{describe(outcome)}"
+    )
+
+
+def assert_single_attempts(outcome: ExecutionOutcome, *, except_states: tuple[str, ...] = ()) -> None:
+    """No Task state was retried (each entry ran once), except the named ones."""
+    retried = [
+        (v.name, v.attempts, [e for e, _ in v.errors])
+        for v in outcome.visits
+        if v.state_type == "Task" and v.name not in except_states and v.attempts != 1
+    ]
+    assert not retried, f"Task states with attempts != 1: {retried}{describe(outcome)}"
+
+
+def poll_seconds(outcome: ExecutionOutcome) -> dict[str, int]:
+    """The poll intervals the Wait states read (``$.poll``), from the validation step's output."""
+    poll = state_output(outcome, "Validate release request")["poll"]
+    return {"migration": int(poll["migrationSeconds"]), "services": int(poll["servicesSeconds"])}
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def assert_loop(stack: LocalStack, outcome: ExecutionOutcome, loop: str, *, left_by: str) -> int:
+    """The loop's states form exactly Choice (Wait, Check, Choice)* — minus the last Choice when a Check failed —
+    it waited at least once, and no more often than its deadline allows. Returns the number of turns (waits).
+
+    Bound: the step before the loop fixes ``deadline``; each Wait sleeps at least poll * time scale; every Check
+    before the last ran before the deadline. So turns <= (deadline - loop start) / (poll * scale) + 1.
+    """
+    segment = loop_segment(outcome.path, loop)
+    turns = loop_turns(outcome.path, loop)
+    assert segment == expected_loop(loop, turns, left_by=left_by), (
+        f"the {loop} loop is malformed: {segment}{describe(outcome)}"
+    )
+    assert turns >= 1, f"the {loop} loop never waited{describe(outcome)}"
+    starter, result_key = STARTERS[loop]
+    deadline = _parse_time(state_output(outcome, starter)[result_key]["deadline"])
+    started = visits(outcome, starter)[0].entered_at
+    scaled_poll = poll_seconds(outcome)[loop] * stack.options.time_scale
+    bound = int((deadline - started).total_seconds() / scaled_poll) + 1
+    assert turns <= bound, f"the {loop} loop ran {turns} turns, more than its bound {bound}{describe(outcome)}"
+    return turns
+
+
+def assert_waits_recorded(stack: LocalStack, outcome: ExecutionOutcome) -> None:
+    """Every Wait state slept for its SecondsPath value (scaled), one recorded delay per Wait entered."""
+    poll = poll_seconds(outcome)
+    expected = [
+        float(poll[loop])
+        for state in outcome.path
+        for loop, (_, wait, _) in LOOPS.items()
+        if state == wait  # in path order
+    ]
+    assert stack.aws is not None
+    waits = [d for d in stack.aws.time.delays if d.kind == "wait"]
+    assert [d.requested_seconds for d in waits] == expected, f"Wait delays: {waits}{describe(outcome)}"
+    for d in waits:
+        assert d.slept_seconds == pytest.approx(d.requested_seconds * stack.options.time_scale), f"unscaled: {d}"
+
+
+def execution_input(stack: LocalStack, outcome: ExecutionOutcome) -> dict[str, Any]:
+    raw = stack.client("stepfunctions").describe_execution(executionArn=outcome.execution_arn)["input"]
+    parsed = json.loads(raw)
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def database(stack: LocalStack) -> Any:
+    assert stack.database is not None
+    return stack.database
+
+
+def bootstrap(stack: LocalStack) -> str:
+    assert stack.kafka is not None
+    return stack.kafka.bootstrap_plaintext
+
+
+def assert_no_release_topics(stack: LocalStack) -> None:
+    present = {t: n for t, n in topic_partitions(bootstrap(stack)).items() if t in TOPICS}
+    assert not present, f"release topics exist in Kafka: {present}"
+
+
+def assert_services_not_restarted(stack: LocalStack, result: ScenarioResult) -> None:
+    """Each service's PRIMARY deployment is the one it had before the release (ECS, read now)."""
+    described = services(stack.client("ecs"), CLUSTER, SERVICES)
+    now = {name: primary(s)["id"] for name, s in described.items()}
+    assert now == dict(result.before.primary_deployments), (
+        f"a service was restarted: before {dict(result.before.primary_deployments)}, now {now}"
+    )
+    assert result.after.primary_deployments == result.before.primary_deployments
+
+
+def assert_history_unchanged(stack: LocalStack, result: ScenarioResult) -> list[tuple[int, str, str, datetime]]:
+    """The history snapshot did not change, and the table (read now with psycopg2) holds the same rows as before."""
+    assert result.after.history == result.before.history, (
+        f"migration history changed: before {result.before.history}, after {result.after.history}"
+    )
+    rows = history_rows(database(stack))
+    now = [(v, applied_at) for v, _, _, applied_at in rows]
+    before = [(int(v), datetime.fromisoformat(t)) for v, t in result.before.history]
+    assert now == before, f"history table now {now}, before the run {before}"
+    return rows
+
+
+def assert_world_untouched(stack: LocalStack, result: ScenarioResult) -> None:
+    """Nothing a release changes changed: snapshots equal, and the database, Kafka and ECS say so directly."""
+    assert result.after == result.before, f"something changed:\n  before {result.before}\n  after  {result.after}"
+    assert public_tables(database(stack)) == list(result.before.tables), "tables changed (psycopg2)"
+    versions = [str(v) for v, _, _, _ in history_rows(database(stack))]
+    assert versions == [v for v, _ in result.before.history], f"migration history (psycopg2) now {versions}"
+    assert_no_release_topics(stack)
+    ecs = stack.client("ecs")
+    tasks = all_tasks(ecs, CLUSTER)
+    assert tasks == [], f"ECS tasks ran: {[(t['taskArn'], t['lastStatus'], t.get('group')) for t in tasks]}"
+    revisions = tuple(sorted(ecs.list_task_definitions(familyPrefix=TASK_FAMILY)["taskDefinitionArns"]))
+    assert revisions == result.before.task_definition_revisions, f"task definition revisions now {revisions}"
+    assert_services_not_restarted(stack, result)
+    assert stack.aws is not None
+    assert stack.aws.ecs.runs == [], "the ECS seam ran a task process"
+
+
+def assert_notified_failure(inbox: Inbox, error: str, tag: str, failed_step: str) -> None:
+    notes = inbox.notifications()
+    assert len(notes) == 1, f"expected one SNS notification, got {notes}"
+    note = notes[0]
+    for needle in ("FAILED", error, tag):
+        assert needle in note.subject, f"SNS subject {note.subject!r} does not name {needle}"
+    for needle in (error, tag, failed_step):
+        assert needle in note.message, f"SNS message does not name {needle}:\n{note.message}"
+
+
+# --- the scenarios ------------------------------------------------------------------------------------------------
+
+
+def test_given_a_pushed_image_when_a_release_runs_then_every_step_runs_once_and_the_record_matches_the_world(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "happy")
+    o = result.outcome
+
+    assert (o.status, o.error) == ("SUCCEEDED", None), describe(o)
+    assert_path(o, RELEASE_PATH)
+    assert_loop(stack, o, "migration", left_by="choice")
+    assert_loop(stack, o, "services", left_by="choice")
+    assert_waits_recorded(stack, o)
+    assert_single_attempts(o)
+
+    record = o.output
+    assert record is not None, describe(o)
+    digest = stack.image_digests[DEFAULT_TAG]
+    assert (record["outcome"], record["dryRun"]) == ("succeeded", False), record
+    assert (record["imageTag"], record["imageDigest"]) == (DEFAULT_TAG, digest), record
+    assert record["imageUri"].endswith(f"/{REPOSITORY}@{digest}"), record["imageUri"]
+
+    ecs = stack.client("ecs")
+    migration = record["migration"]
+    assert (migration["status"], migration["exitCode"], migration["done"]) == ("STOPPED", 0, True), migration
+    task = describe_task(ecs, CLUSTER, migration["taskArn"])
+    assert (task["lastStatus"], task["containers"][0]["exitCode"]) == ("STOPPED", 0), task
+    assert task["taskDefinitionArn"] == migration["taskDefinitionArn"], (task, migration)
+    definition = ecs.describe_task_definition(taskDefinition=migration["taskDefinitionArn"])["taskDefinition"]
+    image = definition["containerDefinitions"][0]["image"]
+    assert image.endswith(f"@{digest}"), f"the migration ran an image not pinned to the pushed digest: {image}"
+
+    schema = record["schema"]
+    assert (schema["verdict"], schema["differences"]) == ("match", []), schema
+    assert schema["appliedVersions"] == [f"V{v:04d}" for v in HEAD_VERSIONS], schema
+    rows = history_rows(database(stack))
+    assert [v for v, _, _, _ in rows] == HEAD_VERSIONS, rows
+    assert set(public_tables(database(stack))) >= MAIN_TABLES
+
+    topics = record["topics"]["topics"]
+    assert [t["name"] for t in topics] == list(TOPICS), topics
+    assert all(t["action"] == "create" and t["partitionsAfter"] == 9 for t in topics), topics
+    in_kafka = topic_partitions(bootstrap(stack))
+    assert {t: in_kafka.get(t) for t in TOPICS} == dict.fromkeys(TOPICS, 9), in_kafka
+
+    described = services(ecs, CLUSTER, SERVICES)
+    before = dict(result.before.primary_deployments)
+    assert [s["name"] for s in record["services"]] == list(SERVICES), record["services"]
+    for rollout in record["services"]:
+        name = rollout["name"]
+        live = primary(described[name])
+        assert rollout["rolloutState"] == "COMPLETED", rollout
+        assert rollout["deploymentId"] == live["id"], f"{name}: record {rollout['deploymentId']}, ECS {live['id']}"
+        assert live["rolloutState"] == "COMPLETED", live
+        assert live["id"] != before[name], f"{name} was not restarted: PRIMARY is still {live['id']}"
+
+    notes = inbox.notifications()
+    assert len(notes) == 1, f"expected one SNS notification, got {notes}"
+    assert f"release {DEFAULT_TAG} succeeded" in notes[0].subject, notes[0].subject
+    assert notes[0].message == o.summary, f"published {notes[0].message!r}, the record's summary is {o.summary!r}"
+    assert digest in notes[0].message, notes[0].message
+
+
+def test_given_an_unknown_tag_when_a_release_runs_then_it_stops_at_the_image_check_and_changes_nothing(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "image-missing")
+    o = result.outcome
+    tag = execution_input(stack, o)["imageTag"]
+    assert tag not in stack.image_digests
+
+    assert_failed_with(o, "ImageNotFoundError", tag, REPOSITORY)
+    assert_path(o, ["Validate release request", "Check migration image", *FAILURE_TAIL])
+    assert o.failed_state == "Check migration image", describe(o)
+    assert_single_attempts(o)  # terminal: not retried
+    assert_world_untouched(stack, result)
+    assert_notified_failure(inbox, "ImageNotFoundError", tag, "Check migration image")
+
+
+def test_given_a_migration_that_fails_half_way_then_the_workflow_stops_before_the_services_and_history_is_intact(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "migration-fails")
+    o = result.outcome
+    failing_file = "V0002__add_client_tier.sql"
+
+    task_arn = state_output(o, "Run migration task")["migration"]["taskArn"]
+    task = describe_task(stack.client("ecs"), CLUSTER, task_arn)
+    exit_code = task["containers"][0]["exitCode"]
+    assert task["lastStatus"] == "STOPPED", task
+    assert exit_code not in (None, 0), task
+    stream = f"migration/migration/{task_arn.rsplit('/', 1)[-1]}"
+    last_line = log_lines(stack.client("logs"), LOG_GROUP, stream)[-1]
+    assert failing_file in last_line, f"the runner's last log line does not name the file: {last_line}"
+    message = assert_failed_with(
+        o, "MigrationFailedError", task_arn, failing_file, "SQLSTATE 42883", f"exit code {exit_code}", LOG_GROUP
+    )
+    assert last_line in message, f"the cause lacks the log tail's last line {last_line!r}{describe(o)}"
+
+    assert_path(
+        o, ["Validate release request", "Check migration image", "Run migration task", MIGRATION_LOOP, *FAILURE_TAIL]
+    )
+    assert o.failed_state == "Check migration task", describe(o)
+    assert_loop(stack, o, "migration", left_by="error")
+    for state in ("Verify schema", "Create Kafka topics", "Restart services"):
+        assert state not in o.path, f"{state} ran after a failed migration{describe(o)}"
+
+    db = database(stack)
+    rows = assert_history_unchanged(stack, result)
+    assert [v for v, _, _, _ in rows] == HEAD_VERSIONS, f"history after the failed file: {rows}"
+    assert not relation_exists(db, "release_probe"), "release_probe survived the failed migration's rollback"
+    assert not column_exists(db, "clients", "tier"), "clients.tier survived the failed migration's rollback"
+    assert public_tables(db) == list(result.before.tables)
+    assert_services_not_restarted(stack, result)
+    assert_no_release_topics(stack)
+    assert_notified_failure(inbox, "MigrationFailedError", DEFAULT_TAG, "Check migration task")
+
+
+def test_given_a_migration_past_its_deadline_then_the_check_loop_ends_and_the_task_is_stopped(
+    stack: LocalStack,
+) -> None:
+    result = run_scenario(stack, "migration-timeout")
+    o = result.outcome
+
+    task_arn = state_output(o, "Run migration task")["migration"]["taskArn"]
+    checks = len(visits(o, "Check migration task"))
+    assert_failed_with(
+        o,
+        "MigrationTimeoutError",
+        task_arn,
+        "still RUNNING",
+        "MIGRATION_TIMEOUT_SECONDS",
+        f"{checks} checks",
+        "it was stopped",
+    )
+    assert_path(
+        o, ["Validate release request", "Check migration image", "Run migration task", MIGRATION_LOOP, *FAILURE_TAIL]
+    )
+    turns = assert_loop(stack, o, "migration", left_by="error")
+    assert turns >= 2, f"the check loop should have polled several times before the deadline{describe(o)}"
+    assert_waits_recorded(stack, o)
+    assert o.failed_state == "Check migration task", describe(o)
+
+    task = describe_task(stack.client("ecs"), CLUSTER, task_arn)
+    assert task["lastStatus"] == "STOPPED", task
+    assert task.get("stopCode") == "UserInitiated", f"the task was not stopped by the workflow: {task}"
+    assert "deadline" in task.get("stoppedReason", ""), task
+    assert stack.aws is not None
+    assert all(run.stopped for run in stack.aws.ecs.runs), "a migration task process still runs"
+
+    for state in ("Verify schema", "Create Kafka topics", "Restart services"):
+        assert state not in o.path, f"{state} ran after a migration timeout{describe(o)}"
+    assert_history_unchanged(stack, result)
+    assert_services_not_restarted(stack, result)
+
+
+def test_given_a_migration_past_its_deadline_then_no_database_session_keeps_running_it(stack: LocalStack) -> None:
+    result = run_scenario(stack, "migration-timeout")
+    db = database(stack)
+    leftover: list[tuple[Any, ...]] = []
+    for _ in range(50):  # bounded: up to ~5 s for PostgreSQL to notice that the client went away
+        with db.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT pid, state, query FROM pg_stat_activity "
+                "WHERE query ILIKE %s AND pid <> pg_backend_pid() AND datname = current_database()",
+                ("%pg_sleep%",),
+            )
+            leftover = cur.fetchall()
+        if not leftover:
+            break
+        time.sleep(0.1)
+    assert not leftover, (
+        f"the stopped migration's statement still runs in PostgreSQL: {leftover}{describe(result.outcome)}"
+    )
+
+
+def test_given_schema_drift_when_a_release_runs_then_verify_schema_names_the_drift_and_nothing_follows(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "schema-drift")
+    o = result.outcome
+
+    message = assert_failed_with(
+        o, "SchemaMismatchError", "notifications.last_error", "notifications_pending_created_at_idx"
+    )
+    assert "column missing" in message, describe(o)
+    assert "index missing" in message, describe(o)
+    assert_path(
+        o,
+        [
+            "Validate release request",
+            "Check migration image",
+            "Run migration task",
+            MIGRATION_LOOP,
+            "Verify schema",
+            *FAILURE_TAIL,
+        ],
+    )
+    assert o.failed_state == "Verify schema", describe(o)
+    assert_single_attempts(o)  # a mismatch is terminal: not retried
+    assert_loop(stack, o, "migration", left_by="choice")
+    assert "Create Kafka topics" not in o.path, describe(o)
+    assert "Restart services" not in o.path, describe(o)
+
+    assert_no_release_topics(stack)
+    assert_services_not_restarted(stack, result)
+    assert_history_unchanged(stack, result)
+    assert not column_exists(database(stack), "notifications", "last_error"), "the drift was silently repaired"
+    assert_notified_failure(inbox, "SchemaMismatchError", DEFAULT_TAG, "Verify schema")
+
+
+def test_given_kafka_down_then_create_topics_retries_with_capped_backoff_and_fails_with_the_named_error(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    # The broker refuses at once: a 1 s client timeout per attempt keeps the test short, the retries are the ASL's.
+    with overrides(stack, function_env={"KAFKA_TIMEOUT_SECONDS": "1"}):
+        result = run_scenario(stack, "kafka-down")
+    o = result.outcome
+
+    assert_failed_with(o, "KafkaUnreachableError", bootstrap(stack), "Kafka not reachable")
+    # A transient error whose retries ran out is not caught: the execution fails at the step (a redrive resumes
+    # there) and the EventBridge rule, not the workflow, notifies; moto emits no such event, so SNS stays silent.
+    assert_path(
+        o,
+        [
+            "Validate release request",
+            "Check migration image",
+            "Run migration task",
+            MIGRATION_LOOP,
+            "Verify schema",
+            "Create Kafka topics",
+        ],
+    )
+    assert o.failed_state == "Create Kafka topics", describe(o)
+    assert_single_attempts(o, except_states=("Create Kafka topics",))
+
+    policy = retrier("Create Kafka topics", "KafkaUnreachableError")
+    max_attempts = int(policy["MaxAttempts"])
+    [topics_visit] = visits(o, "Create Kafka topics")
+    assert topics_visit.attempts == 1 + max_attempts, (
+        f"expected 1 + MaxAttempts ({max_attempts}) attempts, got {topics_visit.attempts}{describe(o)}"
+    )
+    assert [e for e, _ in topics_visit.errors] == ["KafkaUnreachableError"] * (1 + max_attempts), topics_visit.errors
+
+    assert stack.aws is not None
+    retries = [d for d in stack.aws.time.delays if d.kind == "retry"]
+    caps = retry_caps(policy)
+    assert len(retries) == max_attempts, f"retry delays {retries}, expected {max_attempts}"
+    assert caps == sorted(caps), f"the ASL's caps do not back off: {caps}"
+    assert caps[-1] > caps[0], f"the ASL's caps do not back off: {caps}"
+    for n, (delay, cap) in enumerate(zip(retries, caps, strict=True)):
+        assert 0 <= delay.requested_seconds <= cap, (
+            f"retry {n + 1}: {delay.requested_seconds:.2f}s outside full-jitter bound [0, {cap}] "
+            f"(IntervalSeconds {policy['IntervalSeconds']} * BackoffRate {policy['BackoffRate']}^{n}, "
+            f"MaxDelaySeconds {policy.get('MaxDelaySeconds')})"
+        )
+        assert delay.slept_seconds == pytest.approx(delay.requested_seconds * stack.options.time_scale), delay
+    assert sum(d.requested_seconds for d in retries) <= sum(caps)
+
+    assert "Restart services" not in o.path, describe(o)
+    assert_services_not_restarted(stack, result)
+    assert inbox.notifications() == [], "the workflow published a summary for an uncaught transient error"
+
+
+def test_given_a_service_whose_deployment_fails_then_the_release_fails_naming_it_and_its_rollback(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "service-fails")
+    o = result.outcome
+    failing = "alert-matcher"
+
+    new_ids = {s["name"]: s["deploymentId"] for s in state_output(o, "Restart services")["rollout"]["services"]}
+    assert sorted(new_ids) == sorted(SERVICES), new_ids
+    assert_failed_with(
+        o,
+        "ServiceDeploymentFailedError",
+        failing,
+        new_ids[failing],
+        "rolled back",
+        "health check failed (connection refused :8080)",
+    )
+    assert_path(
+        o,
+        [
+            "Validate release request",
+            "Check migration image",
+            "Run migration task",
+            MIGRATION_LOOP,
+            "Verify schema",
+            "Create Kafka topics",
+            "Restart services",
+            SERVICES_LOOP,
+            *FAILURE_TAIL,
+        ],
+    )
+    assert o.failed_state == "Check services", describe(o)
+    assert_loop(stack, o, "services", left_by="error")
+    assert "Build deployment record" not in o.path, describe(o)
+
+    ecs = stack.client("ecs")
+    described = services(ecs, CLUSTER, SERVICES)
+    deployments = {d["id"]: d for d in described[failing]["deployments"]}
+    assert primary(described[failing])["id"] != new_ids[failing], "the failed deployment is still PRIMARY"
+    failed_deployment = deployments.get(new_ids[failing])
+    assert failed_deployment is None or failed_deployment["rolloutState"] == "FAILED", failed_deployment
+    stopped = [t for t in all_tasks(ecs, CLUSTER) if t.get("startedBy") == new_ids[failing]]
+    assert stopped, f"no stopped task of {failing}'s failed deployment"
+    assert all(t["lastStatus"] == "STOPPED" and t["containers"][0].get("exitCode") != 0 for t in stopped), stopped
+    for name in SERVICES:
+        if name == failing:
+            continue
+        live = primary(described[name])
+        assert live["id"] == new_ids[name], f"{name}: PRIMARY {live['id']}, the release started {new_ids[name]}"
+        assert live["rolloutState"] in ("IN_PROGRESS", "COMPLETED"), live
+
+    assert [v for v, _, _, _ in history_rows(database(stack))] == HEAD_VERSIONS  # the migration did run before
+    assert_notified_failure(inbox, "ServiceDeploymentFailedError", DEFAULT_TAG, "Check services")
+
+
+def test_given_a_release_running_when_another_starts_then_the_second_is_refused_and_one_migration_runs(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "concurrent")
+    assert len(result.outcomes) == 2, [o.execution_arn for o in result.outcomes]
+    first, second = result.outcomes
+
+    first_name = first.execution_arn.rsplit(":", 1)[-1]
+    assert_failed_with(second, "DeploymentInProgressError", first_name, first.execution_arn)
+    assert second.path == ["Validate release request", *FAILURE_TAIL], describe(second)
+    assert_single_attempts(second)  # refused once, never retried
+
+    assert first.status == "SUCCEEDED", describe(first)
+    assert_path(first, RELEASE_PATH)
+    assert first.output is not None, describe(first)
+    assert first.output["outcome"] == "succeeded", first.output
+
+    sfn = stack.client("stepfunctions")
+    first_run = sfn.describe_execution(executionArn=first.execution_arn)
+    second_run = sfn.describe_execution(executionArn=second.execution_arn)
+    assert first_run["startDate"] <= second_run["startDate"] <= first_run["stopDate"], "the runs did not overlap"
+
+    migrations = [t for t in all_tasks(stack.client("ecs"), CLUSTER) if t.get("group") == f"family:{TASK_FAMILY}"]
+    assert len(migrations) == 1, f"expected one migration task, ECS has {[t['taskArn'] for t in migrations]}"
+    assert result.after.tasks_started - result.before.tasks_started == 1
+
+    notes = inbox.notifications()
+    subjects = sorted(n.subject for n in notes)
+    assert len(notes) == 2, f"expected two notifications (one per execution), got {subjects}"
+    assert any("succeeded" in s for s in subjects), subjects
+    assert any("DeploymentInProgressError" in s for s in subjects), subjects
+
+
+def test_given_malformed_input_then_validation_fails_naming_each_field_and_nothing_else_runs(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "invalid-input")
+    o = result.outcome
+    bad = execution_input(stack, o)
+
+    assert_failed_with(o, "InvalidInputError", "imageTag", "dryrun")
+    assert o.path == ["Validate release request", *FAILURE_TAIL], describe(o)
+    assert o.failed_state == "Validate release request", describe(o)
+    assert_single_attempts(o)  # never retry an invalid input
+    assert_world_untouched(stack, result)
+    assert_notified_failure(inbox, "InvalidInputError", bad["imageTag"], "Validate release request")
+
+
+def test_given_a_dry_run_then_every_check_reports_and_nothing_changes_anywhere(stack: LocalStack, inbox: Inbox) -> None:
+    result = run_scenario(stack, "dry-run")
+    o = result.outcome
+
+    assert (o.status, o.error) == ("SUCCEEDED", None), describe(o)
+    assert_path(o, RELEASE_PATH)
+    for loop in LOOPS:
+        assert loop_segment(o.path, loop) == expected_loop(loop, 0, left_by="choice"), f"a dry run waited{describe(o)}"
+    assert_single_attempts(o)
+
+    record = o.output
+    assert record is not None, describe(o)
+    assert (record["outcome"], record["dryRun"]) == ("dry-run", True), record
+    assert record["imageDigest"] == stack.image_digests[DEFAULT_TAG], record
+    assert (record["migration"]["taskArn"], record["migration"]["exitCode"]) == (None, None), record["migration"]
+    schema = record["schema"]
+    assert schema["verdict"] == "would-change", schema
+    assert schema["pendingMigrations"] == MIGRATION_FILES, schema
+    topics = record["topics"]
+    assert topics["dryRun"] is True, topics
+    assert [(t["name"], t["action"], t["partitionsAfter"]) for t in topics["topics"]] == [
+        (name, "create", 9) for name in TOPICS
+    ], topics
+    assert [s["name"] for s in record["services"]] == list(SERVICES), record["services"]
+    assert all(s["rolloutState"] == "SKIPPED" for s in record["services"]), record["services"]
+
+    assert_world_untouched(stack, result)
+    assert public_tables(database(stack)) == [], "a dry run created tables"
+    assert not relation_exists(database(stack), "deployflow_schema_history"), "a dry run created the history table"
+    assert stack.aws is not None
+    assert [d for d in stack.aws.time.delays if d.kind == "wait"] == [], "a dry run waited"
+    notes = inbox.notifications()
+    assert len(notes) == 1, f"expected one SNS notification, got {notes}"
+    assert notes[0].subject.endswith(f": dry run of {DEFAULT_TAG} passed"), notes[0].subject
+    assert notes[0].message == o.summary, f"published {notes[0].message!r}, the record's summary is {o.summary!r}"
+
+
+def test_given_a_finished_release_when_it_runs_again_then_migrations_and_topics_are_a_no_op(stack: LocalStack) -> None:
+    result = run_scenario(stack, "rerun")
+    assert len(result.outcomes) == 2
+    first, second = result.outcomes
+    for outcome in (first, second):
+        assert outcome.status == "SUCCEEDED", describe(outcome)
+        assert_path(outcome, RELEASE_PATH)
+    assert first.output is not None, describe(first)
+    assert second.output is not None, describe(second)
+
+    # History: one row per file, applied during the first execution, untouched by the second.
+    sfn = stack.client("stepfunctions")
+    first_run = sfn.describe_execution(executionArn=first.execution_arn)
+    second_run = sfn.describe_execution(executionArn=second.execution_arn)
+    rows = history_rows(database(stack))
+    assert [v for v, _, _, _ in rows] == HEAD_VERSIONS, rows
+    for _, name, _, applied_at in rows:
+        assert first_run["startDate"] <= applied_at <= first_run["stopDate"] < second_run["startDate"], (
+            f"{name} applied at {applied_at}, outside the first execution "
+            f"({first_run['startDate']} .. {first_run['stopDate']}); second started {second_run['startDate']}"
+        )
+
+    # The second migration task ran, at head, and exited 0.
+    one, two = first.output["migration"], second.output["migration"]
+    assert two["taskArn"] != one["taskArn"], (one, two)
+    assert (two["exitCode"], two["registeredNewRevision"]) == (0, False), two
+    task = describe_task(stack.client("ecs"), CLUSTER, two["taskArn"])
+    assert (task["lastStatus"], task["containers"][0]["exitCode"]) == ("STOPPED", 0), task
+    stream = f"migration/migration/{two['taskArn'].rsplit('/', 1)[-1]}"
+    events = [json.loads(line) for line in log_lines(stack.client("logs"), LOG_GROUP, stream) if line.startswith("{")]
+    finished = [e for e in events if e.get("event") == "migrate_finished"]
+    assert [(e["applied"], e["already_applied"]) for e in finished] == [([], len(HEAD_VERSIONS))], (
+        f"the second runner was not a no-op at head: {events}"
+    )
+    revisions = stack.client("ecs").list_task_definitions(familyPrefix=TASK_FAMILY)["taskDefinitionArns"]
+    assert len(revisions) == 2, f"expected the bootstrap revision and one pinned revision: {revisions}"
+
+    # Topics: unchanged, and reported so.
+    topics = second.output["topics"]["topics"]
+    assert [(t["name"], t["action"], t["partitionsBefore"], t["partitionsAfter"]) for t in topics] == [
+        (name, "unchanged", 9, 9) for name in TOPICS
+    ], topics
+    in_kafka = topic_partitions(bootstrap(stack))
+    assert {t: in_kafka.get(t) for t in TOPICS} == dict.fromkeys(TOPICS, 9), in_kafka
+    schema = second.output["schema"]
+    assert (schema["verdict"], schema["pendingMigrations"]) == ("match", []), schema
+
+
+TESTED = {
+    "happy",
+    "image-missing",
+    "migration-fails",
+    "migration-timeout",
+    "schema-drift",
+    "kafka-down",
+    "service-fails",
+    "concurrent",
+    "invalid-input",
+    "dry-run",
+    "rerun",
+}
+
+
+def test_every_named_scenario_has_an_execution_path_test() -> None:
+    untested, gone = set(SCENARIOS) - TESTED, TESTED - set(SCENARIOS)
+    assert not untested, f"scenarios without an execution-path test: {untested}"
+    assert not gone, f"tests for scenarios that no longer exist: {gone}"
