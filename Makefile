@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
 
 .PHONY: demo test lint format bench diagram scenarios system-deps kafka-jars clean
 
@@ -14,6 +16,11 @@ $(STAMP): requirements-dev.txt functions/requirements.txt constraints.txt pyproj
 	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+$(SAM_STAMP): requirements-sam.txt constraints-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt -c constraints-sam.txt
+	touch $(SAM_STAMP)
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -27,11 +34,12 @@ demo: system-deps kafka-jars $(STAMP)
 test: system-deps kafka-jars $(STAMP)
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(STAMP) $(SAM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml pipeline/codepipeline-example.yaml
+	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(BIN)/python -m deployflow.diagram --check
 
 format: $(STAMP)
@@ -51,4 +59,4 @@ bench: system-deps kafka-jars $(STAMP)
 	$(BIN)/python benchmarks/workflow.py
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .cache .pytest_cache .mypy_cache .ruff_cache
