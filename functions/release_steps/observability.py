@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
@@ -42,7 +43,7 @@ def parse_event(model: type[M], event: Any, what: str = "step input") -> M:
     if not isinstance(event, dict):
         raise InvalidInputError(f"invalid {what}: expected a JSON object, got {type(event).__name__}")
     try:
-        return model.model_validate(event)
+        return parse(event=event, model=model)
     except ValidationError as e:
         raise InvalidInputError(describe_validation_error(e, what)) from e
 
