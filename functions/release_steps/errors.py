@@ -1,8 +1,10 @@
 """The error contract: Step Functions sees only the exception class name, so these names are the ASL's vocabulary.
 
 Every name is unique across the app and ends in ``Error``. Transient errors are retried by the state machine
-(backoff, jitter, bounded attempts); terminal errors are caught, notified and end the execution. A test proves
-every name the ASL mentions exists here and every terminal error is caught.
+(backoff, jitter, bounded attempts); when the attempts run out they are not caught, so the execution fails at the
+step and a redrive resumes there. Terminal errors are caught, summarized, notified and end the execution in
+``Release failed`` (fix, then start a new release). A test proves every name the ASL mentions exists here, every
+terminal error is caught, and no transient error is.
 """
 
 from __future__ import annotations
