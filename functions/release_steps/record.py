@@ -136,10 +136,22 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 # --- reading the state ----------------------------------------------------------------------------------------------
 
 
+def _unwrap(event: dict[str, Any]) -> dict[str, Any]:
+    """Summarize failure passes ``{"state": $, "context": <execution>}``: a release refused by its first step has no
+    ``execution`` in its state yet, and the summary must still name the execution."""
+    if set(event) == {"state", "context"} and isinstance(event["state"], dict):
+        state = dict(event["state"])
+        if not isinstance(state.get("execution"), dict) and isinstance(event["context"], dict):
+            state["execution"] = event["context"]
+        return state
+    return event
+
+
 def read_state(event: Any) -> tuple[RecordStepInput, list[str]]:
     """Parse the state section by section; an unreadable section is dropped and reported, never raised."""
     if not isinstance(event, dict):
         return RecordStepInput(), [f"the state is not a JSON object but {type(event).__name__}"]
+    event = _unwrap(event)
     readable: dict[str, Any] = {}
     unreadable: list[str] = []
     for key in _SECTION_KEYS:

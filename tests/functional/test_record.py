@@ -367,3 +367,35 @@ def test_given_an_error_the_state_machine_does_not_catch_then_its_hint_names_the
     assert "new release" in hint, (
         f"{error}: the hint must still say what to do if the execution ended in Release failed: {hint}"
     )
+
+
+def test_given_a_release_refused_by_its_first_step_when_summarized_then_the_summary_names_the_execution() -> None:
+    # GIVEN the state "Summarize failure" receives when "Validate release request" refused the input: the raw
+    # execution input plus the failure, wrapped with the execution context by the state's Parameters
+    arn = "arn:aws:states:us-east-1:123456789012:execution:deployflow-prod-release:release-42"
+    event = {
+        "state": {
+            "imageTag": "bad tag!",
+            "failure": {
+                "Error": "InvalidInputError",
+                "Cause": json.dumps(
+                    {"errorType": "InvalidInputError", "errorMessage": "[Validate release request] invalid imageTag"}
+                ),
+            },
+        },
+        "context": {
+            "id": arn,
+            "name": "release-42",
+            "startTime": "2026-11-25T10:00:00Z",
+            "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:deployflow-prod-release",
+        },
+    }
+
+    # WHEN the record step summarizes it
+    result = _handle(event, None)
+
+    # THEN the summary and the record name the execution, the failing step and the error
+    assert result.record.execution_arn == arn, result.record
+    assert "release-42" in result.summary, result.summary
+    assert "InvalidInputError" in result.summary, result.summary
+    assert result.record.failed_step == "Validate release request", result.record
