@@ -89,6 +89,11 @@ class DatabaseSettings(EnvSettings):
     """How the verify step reaches PostgreSQL: credentials from a Secrets Manager secret (RDS format)."""
 
     secret_arn: str = Field(alias="DB_SECRET_ARN", min_length=1)
+    # For secrets without the connection keys (RDS-managed master secrets hold only username and password);
+    # when set they win over the secret's keys, as in the migration runner.
+    host: str | None = Field(alias="DB_HOST", default=None)
+    port: int | None = Field(alias="DB_PORT", default=None, ge=1, le=65535)
+    dbname: str | None = Field(alias="DB_NAME", default=None)
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         alias="DB_SSLMODE", default="require"
     )

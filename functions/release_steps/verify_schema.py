@@ -40,6 +40,7 @@ STEP_NAME = "Verify schema"
 APPLICATION_NAME = "deployflow-verify-schema"
 SECRET_KEYS = ("host", "port", "username", "password", "dbname")
 REQUIRED_SECRET_KEYS = ("host", "username", "password", "dbname")  # port defaults to 5432
+_OVERRIDE_VARIABLES = {"host": "DB_HOST (DbHost)", "dbname": "DB_NAME (DbName)"}
 DEFAULT_PORT = 5432
 # The message becomes the Step Functions cause (at most 32,768 characters) inside the Lambda error envelope
 # (errorType, requestId, stackTrace), JSON-escaped: the budget counts the escaped text and leaves room for the rest.
@@ -91,12 +92,16 @@ def read_database_secret(settings: DatabaseSettings, *, force_fetch: bool = Fals
 def connection_settings(secret: Mapping[str, Any], settings: DatabaseSettings) -> Settings:
     """dbmigrate connection settings from the secret's keys and the function's TLS / timeout settings."""
     where = f"database secret {settings.secret_arn} (DB_SECRET_ARN)"
+    overrides = {"host": settings.host, "port": settings.port, "dbname": settings.dbname}
+    secret = {**secret, **{key: value for key, value in overrides.items() if value not in (None, "")}}
     missing = [key for key in REQUIRED_SECRET_KEYS if secret.get(key) in (None, "")]
     if missing:
         keys = ", ".join(f"'{key}'" for key in missing)
+        variables = ", ".join(_OVERRIDE_VARIABLES[key] for key in missing if key in _OVERRIDE_VARIABLES)
+        alternative = f", or set {variables}" if variables else ""
         raise ConfigurationError(
             f"{where} has no {keys} key{'s' if len(missing) > 1 else ''} "
-            f"(expected the RDS secret format: {', '.join(SECRET_KEYS)})"
+            f"(expected the RDS secret format: {', '.join(SECRET_KEYS)}{alternative})"
         )
     port_value = secret.get("port")
     try:

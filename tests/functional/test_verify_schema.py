@@ -314,6 +314,36 @@ def test_given_a_secret_without_a_key_when_verified_then_configuration_error_nam
     assert postgres_db.password not in message
 
 
+def test_given_an_rds_managed_secret_with_only_credentials_when_db_host_and_name_are_set_then_match(
+    migrated: ConnectionParams, put_secret: SecretWriter, secrets_world: pytest.MonkeyPatch, release_context: Any
+) -> None:
+    # GIVEN the secret RDS manages for a master user (username and password only) and the connection keys set on
+    # the function (DbHost / DbName / the port)
+    put_secret({"username": migrated.user, "password": migrated.password})
+    secrets_world.setenv("DB_HOST", migrated.host)
+    secrets_world.setenv("DB_PORT", str(migrated.port))
+    secrets_world.setenv("DB_NAME", migrated.dbname)
+    config.reset()
+
+    # WHEN the schema is verified
+    result = invoke(release_context)
+
+    # THEN it reaches the database and matches
+    assert result.verdict == "match", result
+
+
+def test_given_a_credentials_only_secret_without_db_host_when_verified_then_the_error_names_both_ways(
+    postgres_db: ConnectionParams, put_secret: SecretWriter, release_context: Any
+) -> None:
+    put_secret({"username": postgres_db.user, "password": postgres_db.password})
+
+    message = invoke_error(release_context, ConfigurationError)
+
+    assert "'host', 'dbname'" in message, message
+    assert "DB_HOST (DbHost)" in message, message
+    assert "DB_NAME (DbName)" in message, message
+
+
 def test_given_a_secret_without_port_when_read_then_5432_and_the_function_settings_apply() -> None:
     settings = DatabaseSettings.from_mapping({"DB_SECRET_ARN": "arn:secret", "DB_CONNECT_TIMEOUT_SECONDS": "7"})
     secret = {"engine": "postgres", "host": "db.internal", "username": "u", "password": "p", "dbname": "alerting"}
