@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from release_steps.record import cause_message
+
 from deployflow.progress import ExecutionOutcome, ProgressEvent
 
 # The wait loops: which part of the state holds the deadline, to draw how much of the bound is used.
@@ -25,19 +27,6 @@ def _one_line(text: str | None, limit: int = 300) -> str:
 def _utc(moment: datetime) -> datetime:
     # A timestamp without an offset is UTC (as Step Functions writes them); mixing naive and aware would raise.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def cause_message(cause: str | None) -> str:
-    """The readable message inside a Lambda error cause (a JSON payload), or the cause itself."""
-    if not cause:
-        return ""
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause
-    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
-        return str(parsed["errorMessage"])
-    return cause
 
 
 def deadline_bar(visit_output: str | None, part: str, at: datetime | None = None) -> str:

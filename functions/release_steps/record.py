@@ -199,7 +199,7 @@ def describe_failure(state: RecordStepInput) -> FailureDetails | None:
     if state.failure is None:
         return None
     error = state.failure.error
-    message = _cause_message(state.failure.cause)
+    message = cause_message(state.failure.cause)
     failed_step: str | None = None
     prefixed = _PREFIX.match(message)
     if prefixed and prefixed.group("step").strip() in STEP_NAMES:
@@ -213,7 +213,7 @@ def describe_failure(state: RecordStepInput) -> FailureDetails | None:
     )
 
 
-def _cause_message(cause: str | None) -> str:
+def cause_message(cause: str | None) -> str:
     """The error message inside a Lambda cause (``{"errorMessage", "errorType", ...}``), else the cause itself."""
     if not cause:
         return ""

@@ -7,9 +7,10 @@ import json
 from datetime import timedelta
 
 import pytest
+from release_steps.record import cause_message
 
 from deployflow.progress import ExecutionOutcome, HistoryTracker
-from deployflow.render import ProgressPrinter, cause_message, deadline_bar, outcome_report
+from deployflow.render import ProgressPrinter, deadline_bar, outcome_report
 from tests.cli.history import EXECUTION_START, T0, History, rollout_output
 
 
