@@ -56,6 +56,7 @@ from deployflow.local.ecs_seam import EcsSeam
 from deployflow.local.lambda_seam import LambdaSeam
 from deployflow.local.sfn_seam import InterpreterFixes, stop_running_executions
 from deployflow.local.timescale import TimeScale
+from deployflow.progress import read_history
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -300,14 +301,7 @@ def wait_for_execution(sfn: Any, execution_arn: str, *, timeout: float = 60.0, p
 
 def execution_history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
     """Every history event of an execution, oldest first (all pages)."""
-    events: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events.extend(page["events"])
-        if not page.get("nextToken"):
-            return events
-        kwargs["nextToken"] = page["nextToken"]
+    return list(read_history(sfn, execution_arn))
 
 
 def state_path(events: Sequence[Mapping[str, Any]]) -> list[str]:
