@@ -336,13 +336,13 @@ class LocalStack:
 
     def _create_functions_and_state_machine(self, task_role: str, execution_role: str) -> None:
         aws = self._aws
-        region = aws.region
-        specs_template = SamTemplate(
+        template = SamTemplate(
             self._template_parameters(task_role, execution_role),
-            {"AWS::Region": region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME},
+            {"AWS::Region": aws.region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME},
         )
-        attributes: dict[str, str] = {"NotificationTopic": self.topic_arn}
-        for spec in specs_template.functions():
+        # The state machine's substitutions refer to what is created here: the functions' ARNs and the topic.
+        template.attributes["NotificationTopic"] = self.topic_arn
+        for spec in template.functions():
             arn = create_function(
                 aws,
                 f"{STACK_NAME}-{spec.logical_id.removesuffix('Function')}",
@@ -351,11 +351,8 @@ class LocalStack:
                 timeout=spec.timeout,
             )
             self.function_arns[spec.logical_id] = arn
-            attributes[f"{spec.logical_id}.Arn"] = arn
-        substitutions = SamTemplate(
-            self._template_parameters(task_role, execution_role),
-            {"AWS::Region": region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME, **attributes},
-        ).definition_substitutions()
+            template.attributes[f"{spec.logical_id}.Arn"] = arn
+        substitutions = template.definition_substitutions()
         definition = ASL_PATH.read_text(encoding="utf-8")
         for key, value in substitutions.items():
             definition = definition.replace("${" + key + "}", value)
