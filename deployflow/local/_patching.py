@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 _MISSING = object()
 _installed_lock = threading.Lock()
@@ -78,3 +78,32 @@ class PatchSet:
             self._applied.pop().revert()
         with _installed_lock:
             _installed.discard(self.name)
+
+
+class Seam:
+    """Base of the local stack's seams: ``install()`` builds and applies a PatchSet, ``uninstall()`` reverts it;
+    a seam is also a context manager."""
+
+    _patches: PatchSet | None = None
+
+    def install(self) -> None:
+        raise NotImplementedError
+
+    def uninstall(self) -> None:
+        self._revert_patches()
+
+    def _apply_patches(self, patches: PatchSet) -> None:
+        patches.apply()
+        self._patches = patches
+
+    def _revert_patches(self) -> None:
+        if self._patches is not None:
+            self._patches.revert()
+            self._patches = None
+
+    def __enter__(self) -> Self:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()

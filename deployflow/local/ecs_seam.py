@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from deployflow.local._patching import AttributePatch, PatchSet
+from deployflow.local._patching import AttributePatch, PatchSet, Seam
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class _StartFailure(Exception):
         self.reason = reason
 
 
-class EcsSeam:
+class EcsSeam(Seam):
     """Runs ECS tasks' commands and rolls service deployments out while installed.
 
     ``images``: ECR repository name (``image_repository``; the last path segment also matches) to the local command
@@ -191,7 +191,6 @@ class EcsSeam:
         self._tokens: dict[tuple[str, str, str, str], _TokenRecord] = {}
         self._failing: dict[str, _RolloutFailure] = {}
         self._plans: dict[str, _Plan] = {}
-        self._patches: PatchSet | None = None
 
     # -- what the local stack and tests use ------------------------------------------------------------------------
 
@@ -710,21 +709,11 @@ class EcsSeam:
                 AttributePatch(EC2ContainerServiceResponse, "create_service", create_service_response),
             ],
         )
-        patches.apply()
-        self._patches = patches
+        self._apply_patches(patches)
 
     def uninstall(self) -> None:
         self.shutdown()
-        if self._patches is not None:
-            self._patches.revert()
-            self._patches = None
-
-    def __enter__(self) -> EcsSeam:
-        self.install()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.uninstall()
+        self._revert_patches()
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

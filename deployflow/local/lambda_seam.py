@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployflow.local._patching import AttributePatch, PatchSet
+from deployflow.local._patching import AttributePatch, PatchSet, Seam
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def error_payload(error_type: str, message: str, request_id: str, stack_trace: l
     return {"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": stack_trace}
 
 
-class LambdaSeam:
+class LambdaSeam(Seam):
     """Runs moto's Lambda functions' handlers in-process while installed.
 
     ``environment``: variables added to every invocation, over the function's own (e.g. ``AWS_ENDPOINT_URL`` and fake
@@ -169,7 +169,6 @@ class LambdaSeam:
         self._injected: dict[str, list[_InjectedServiceError]] = {}
         self._invoke_lock = threading.RLock()
         self._state_lock = threading.Lock()
-        self._patches: PatchSet | None = None
         self._added_paths: list[str] = []
 
     # -- observation and fault injection ---------------------------------------------------------------------------
@@ -334,25 +333,15 @@ class LambdaSeam:
                 AttributePatch(LambdaSimpleBackend, "invoke", invoke),
             ],
         )
-        patches.apply()
-        self._patches = patches
+        self._apply_patches(patches)
         for path in self.code_paths:
             if path not in sys.path:
                 sys.path.insert(0, path)
                 self._added_paths.append(path)
 
     def uninstall(self) -> None:
-        if self._patches is not None:
-            self._patches.revert()
-            self._patches = None
+        self._revert_patches()
         for path in self._added_paths:
             if path in sys.path:
                 sys.path.remove(path)
         self._added_paths.clear()
-
-    def __enter__(self) -> LambdaSeam:
-        self.install()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.uninstall()

@@ -29,7 +29,7 @@ import time
 import uuid
 from typing import Any
 
-from deployflow.local._patching import AttributePatch, PatchSet
+from deployflow.local._patching import AttributePatch, PatchSet, Seam
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
@@ -52,11 +52,8 @@ def parse_timestamp(value: str) -> datetime.datetime | None:
     return parsed.astimezone(datetime.UTC).replace(tzinfo=None)
 
 
-class InterpreterFixes:
+class InterpreterFixes(Seam):
     """Installs the fixes listed in the module docstring."""
-
-    def __init__(self) -> None:
-        self._patches: PatchSet | None = None
 
     def install(self) -> None:
         from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
@@ -142,20 +139,7 @@ class InterpreterFixes:
                 AttributePatch(StateTaskLambda, "_from_error", lambda_from_error),
             ],
         )
-        patches.apply()
-        self._patches = patches
-
-    def uninstall(self) -> None:
-        if self._patches is not None:
-            self._patches.revert()
-            self._patches = None
-
-    def __enter__(self) -> InterpreterFixes:
-        self.install()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.uninstall()
+        self._apply_patches(patches)
 
 
 def stop_running_executions(timeout: float = 10.0) -> int:

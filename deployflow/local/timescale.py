@@ -21,7 +21,7 @@ import types
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from deployflow.local._patching import AttributePatch, PatchSet
+from deployflow.local._patching import AttributePatch, PatchSet, Seam
 
 DelayKind = Literal["wait", "wait-timestamp", "retry"]
 
@@ -35,14 +35,13 @@ class ScaledDelay:
     slept_seconds: float
 
 
-class TimeScale:
+class TimeScale(Seam):
     """Scales moto's Wait and Retry sleeps by ``factor`` while installed; records every delay it scaled."""
 
     def __init__(self, factor: float = 1.0) -> None:
         self.factor = factor
         self._delays: list[ScaledDelay] = []
         self._lock = threading.Lock()
-        self._patches: PatchSet | None = None
 
     @property
     def factor(self) -> float:
@@ -104,17 +103,4 @@ class TimeScale:
                 AttributePatch(retrier_decl, "time", scaled_time),
             ],
         )
-        patches.apply()
-        self._patches = patches
-
-    def uninstall(self) -> None:
-        if self._patches is not None:
-            self._patches.revert()
-            self._patches = None
-
-    def __enter__(self) -> TimeScale:
-        self.install()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.uninstall()
+        self._apply_patches(patches)
