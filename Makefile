@@ -46,7 +46,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-diagram: $(STAMP)
+diagram: system-deps $(STAMP)
 	$(BIN)/python -m deployflow.diagram
 
 scenarios: system-deps kafka-jars $(STAMP)

@@ -110,11 +110,10 @@ def _independent_checks(stack: Any) -> list[str]:
 
 
 def _render_path(outcome: ExecutionOutcome, target: Path) -> None:
-    from deployflow.diagram import render_svg
+    from deployflow.diagram import load_definition, write_path
     from deployflow.local.template import ASL_PATH
 
-    definition = json.loads(ASL_PATH.read_text(encoding="utf-8"))
-    target.write_text(render_svg(definition, highlight=outcome.path, failed=outcome.failed_state), encoding="utf-8")
+    write_path(load_definition(ASL_PATH), target, outcome.path, outcome.failed_state)
 
 
 def _outcome_json(outcome: ExecutionOutcome) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -42,8 +44,11 @@ def run_local(args: list[str]) -> tuple[int, str, str]:
     return process.returncode, stdout, stderr
 
 
-def test_given_the_dry_run_scenario_when_run_with_json_then_exit_0_and_the_document_says_as_expected() -> None:
-    returncode, stdout, stderr = run_local(["--scenario", "dry-run", "--json"])
+def test_given_the_dry_run_scenario_when_run_with_json_then_exit_0_and_the_document_says_as_expected(
+    tmp_path: Path,
+) -> None:
+    picture = tmp_path / "path.svg"
+    returncode, stdout, stderr = run_local(["--scenario", "dry-run", "--json", "--render-path", str(picture)])
 
     explain = f"exit {returncode}\n--- stdout ---\n{stdout[-4000:]}\n--- stderr ---\n{stderr[-4000:]}"
     assert returncode == 0, explain
@@ -61,3 +66,9 @@ def test_given_the_dry_run_scenario_when_run_with_json_then_exit_0_and_the_docum
     assert execution["path"][0] == "Validate release request", explain
     assert "▶ Validate release request" in stderr, "progress belongs on stderr with --json"
     assert "scenario dry-run: as expected" in stderr, explain
+    # --render-path: the executed path drawn on the workflow, every state entered marked as visited.
+    root = ET.fromstring(picture.read_text(encoding="utf-8"))  # noqa: S314 - dot's output for our own graph
+    visited = {
+        g.get("id") for g in root.iter("{http://www.w3.org/2000/svg}g") if "visited" in g.get("class", "").split()
+    }
+    assert visited == set(execution["path"]), explain
