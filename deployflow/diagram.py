@@ -62,6 +62,7 @@ LAMBDA_SERVICE_ERRORS = (
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
 )
 COMPARISONS = {
     "Equals": "=",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from release_steps.errors import ConfigurationError
 
@@ -97,8 +97,20 @@ class DatabaseSettings(EnvSettings):
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         alias="DB_SSLMODE", default="require"
     )
+    # The CA bundle verify-ca / verify-full check the server against: a path in the code asset or a secret's ARN.
+    sslrootcert: str | None = Field(alias="DB_SSLROOTCERT", default=None)
     connect_timeout_seconds: int = Field(alias="DB_CONNECT_TIMEOUT_SECONDS", default=10, ge=1, le=300)
     secret_max_age_seconds: int = Field(alias="DB_SECRET_MAX_AGE_SECONDS", default=300, ge=0)
+
+    @model_validator(mode="after")
+    def _verified_tls_needs_a_ca_bundle(self) -> DatabaseSettings:
+        # libpq would fail every connection ("root certificate file ... does not exist"): refuse it up front.
+        if self.sslmode in ("verify-ca", "verify-full") and not self.sslrootcert:
+            raise ValueError(
+                f"DB_SSLMODE={self.sslmode} needs DB_SSLROOTCERT (DbSslRootCert): the CA bundle, a PEM file in the "
+                "code asset or the ARN of a secret holding the PEM"
+            )
+        return self
 
 
 class KafkaSettings(EnvSettings):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
 
@@ -35,7 +35,9 @@ class ReleaseInput(Model):
 
     image_tag: str = Field(pattern=IMAGE_TAG_PATTERN)
     services: list[str] | None = Field(default=None, min_length=1)
-    dry_run: bool = False
+    # Strict: JSON true/false only. Lax parsing would read "off" and "0" as false (a real release) and "yes" or 1
+    # as true; an operator who typed either meant something else and must be told.
+    dry_run: StrictBool = False
     idempotency_key: str | None = Field(default=None, max_length=80)
 
 

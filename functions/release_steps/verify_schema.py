@@ -10,9 +10,12 @@ migration any difference, a pending migration included, is a ``SchemaMismatchErr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import tempfile
 from collections.abc import Iterator, Mapping
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 import psycopg2
@@ -57,6 +60,9 @@ _SQLSTATE_INSUFFICIENT_PRIVILEGE = "42501"
 # libpq's words when the TLS negotiation, not the credentials, is what failed (the host name is in the message too,
 # so bare "ssl" would misread a host called db-ssl).
 _TLS_MARKERS = ("does not support ssl", "ssl error", "ssl syscall", "ssl connection", "certificate", "sslmode")
+# The root of the functions' code asset (Lambda's /var/task): DB_SSLROOTCERT paths are relative to it.
+ASSET_ROOT = Path(__file__).resolve().parents[1]
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 Verdict = Literal["match", "mismatch", "would-change"]
 
 
@@ -89,6 +95,39 @@ def read_database_secret(settings: DatabaseSettings, *, force_fetch: bool = Fals
     return value
 
 
+def ca_bundle_path(settings: DatabaseSettings) -> str | None:
+    """The file libpq reads as ``sslrootcert``: DB_SSLROOTCERT's file in the asset, or its secret's PEM in /tmp."""
+    value = settings.sslrootcert
+    if not value:
+        return None
+    where = f"CA bundle {value} (DB_SSLROOTCERT)"
+    if value.startswith("arn:"):
+        try:
+            pem = parameters.get_secret(value, max_age=settings.secret_max_age_seconds)
+        except parameters.GetParameterError as e:
+            sdk_error = e.__cause__ or e.__context__
+            if isinstance(sdk_error, ClientError) and is_throttling(sdk_error):
+                raise throttling_error(sdk_error, "secretsmanager:GetSecretValue") from e
+            raise ConfigurationError(f"{where} could not be read: {_one_line(str(e))}") from e
+        text = pem.decode() if isinstance(pem, bytes) else str(pem)
+        if PEM_CERTIFICATE not in text:
+            raise ConfigurationError(f"{where}: the secret's value holds no PEM certificate ({PEM_CERTIFICATE})")
+        path = Path(tempfile.gettempdir()) / f"deployflow-db-ca-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pem"
+        if not path.exists():
+            path.write_text(text, encoding="utf-8")
+        return str(path)
+    path = Path(value) if Path(value).is_absolute() else ASSET_ROOT / value
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise ConfigurationError(
+            f"{where}: {path} cannot be read ({e.strerror}); put the PEM file under functions/ before sam build"
+        ) from e
+    if PEM_CERTIFICATE not in text:
+        raise ConfigurationError(f"{where}: {path} holds no PEM certificate ({PEM_CERTIFICATE})")
+    return str(path)
+
+
 def connection_settings(secret: Mapping[str, Any], settings: DatabaseSettings) -> Settings:
     """dbmigrate connection settings from the secret's keys and the function's TLS / timeout settings."""
     where = f"database secret {settings.secret_arn} (DB_SECRET_ARN)"
@@ -117,6 +156,7 @@ def connection_settings(secret: Mapping[str, Any], settings: DatabaseSettings) -
         user=str(secret["username"]),
         password=str(secret["password"]),
         sslmode=settings.sslmode,
+        sslrootcert=ca_bundle_path(settings),
         connect_timeout_seconds=float(settings.connect_timeout_seconds),
         application_name=APPLICATION_NAME,
         applied_by=APPLICATION_NAME,

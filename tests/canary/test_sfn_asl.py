@@ -16,6 +16,7 @@ LAMBDA_RETRY = {
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
         "Lambda.TooManyRequestsException",
+        "Lambda.ClientExecutionTimeoutException",
     ],
     "IntervalSeconds": 1,
     "MaxAttempts": 3,

@@ -91,6 +91,13 @@ def test_given_the_events_file_when_parsed_then_it_is_a_prepare_event() -> None:
         ({"imageTag": "2026-11-23.4", "services": []}, "services"),
         ({"imageTag": "2026-11-23.4", "services": "alert-ingest"}, "services"),
         ({"imageTag": "2026-11-23.4", "dryRun": "maybe"}, "dryRun"),
+        # Strict booleans: what lax parsing would have read as a real release or as a dry run.
+        ({"imageTag": "2026-11-23.4", "dryRun": "off"}, "dryRun"),
+        ({"imageTag": "2026-11-23.4", "dryRun": "0"}, "dryRun"),
+        ({"imageTag": "2026-11-23.4", "dryRun": 0}, "dryRun"),
+        ({"imageTag": "2026-11-23.4", "dryRun": "yes"}, "dryRun"),
+        ({"imageTag": "2026-11-23.4", "dryRun": "true"}, "dryRun"),
+        ({"imageTag": "2026-11-23.4", "dryRun": 1}, "dryRun"),
     ],
 )
 def test_given_malformed_input_when_validated_then_invalid_input_error_names_the_field(

@@ -23,12 +23,15 @@ SAMCONFIG_PATH = ROOT / "samconfig.toml"
 FUNCTIONS_DIR = ROOT / "functions"
 PROJECT_PACKAGES = ("release_steps", "dbmigrate")
 SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+# The Lambda retry set: Step Functions developer guide, "Best practices for Step Functions" -> "Handle transient
+# Lambda service exceptions" (ClientExecutionTimeout, Service, AWSLambda, SdkClient), plus TooManyRequests (throttling).
 LAMBDA_ERRORS = frozenset(
     {
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
         "Lambda.TooManyRequestsException",
+        "Lambda.ClientExecutionTimeoutException",
     }
 )
 # Step Functions' own error names (Amazon States Language, "Error names").
