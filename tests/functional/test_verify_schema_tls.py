@@ -23,21 +23,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from dbmigrate import connect
 from release_steps import config, verify_schema
 from release_steps.config import DatabaseSettings
 from release_steps.errors import ConfigurationError
 
 from deployflow.local.postgres import ConnectionParams, PostgresCluster
+from tests.functional import test_verify_schema as plain
 from tests.functional.release_world import REGION
-from tests.functional.test_verify_schema import (  # noqa: F401  (fixtures are found by name)
-    SecretWriter,
-    invoke,
-    invoke_error,
-    migrate_db,
-    put_secret,
-    rds_secret,
-    secrets_world,
-)
+from tests.functional.test_verify_schema import SecretWriter, invoke, invoke_error, migrate_db, rds_secret
+
+# The database-secret fixtures of the plain verify tests (moto's Secrets Manager, the function's settings).
+secrets_world = plain.secrets_world
+put_secret = plain.put_secret
 
 Key = ec.EllipticCurvePrivateKey
 
@@ -165,7 +163,7 @@ def test_given_verified_tls_and_the_ca_in_the_code_asset_when_verified_then_matc
         assert result.verdict == "match"
         target = verify_schema.database_target(config.database_settings())
         assert target.sslrootcert == str(bundle)
-        with contextlib.closing(verify_schema.connect(target)) as conn, conn.cursor() as cur:
+        with contextlib.closing(connect(target)) as conn, conn.cursor() as cur:
             cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
             assert cur.fetchone() == (True,), "the session is encrypted"
     finally:
