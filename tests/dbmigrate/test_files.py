@@ -54,12 +54,21 @@ def test_given_statement_with_comments_when_excerpt_then_one_line_without_commen
         ('SELECT "unterminated', "unterminated quoted identifier"),
         ("SELECT 1 /* open", "unterminated /* comment"),
         ("SELECT $x$ open", "unterminated dollar-quoted string"),
-        ("CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END", "BEGIN ATOMIC"),
+        ("SELECT 1;\n\nSELEC 2;", 'syntax error at or near "SELEC" at line 3'),
     ],
 )
 def test_given_text_that_cannot_be_split_safely_when_split_then_error_says_why(sql, problem):
     with pytest.raises(StatementSplitError, match=re.escape(problem)):
         split_statements(sql)
+
+
+def test_given_begin_atomic_body_when_split_then_postgresql_parser_keeps_it_one_statement():
+    sql = "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC SELECT 1; SELECT 2; END;\nSELECT f();"
+    assert texts(sql) == [
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC SELECT 1; SELECT 2; END",
+        "SELECT f()",
+    ]
+    assert [s.kind for s in split_statements(sql)] == ["CreateFunctionStmt", "SelectStmt"]
 
 
 # -- parsing files ---------------------------------------------------------------------------------
@@ -92,7 +101,7 @@ def test_given_marker_below_the_first_line_when_parsed_then_refused():
         parse_migration("V0002__idx.sql", b"-- index\n-- deployflow:no-transaction\nCREATE INDEX i ON t (c);\n")
 
 
-@pytest.mark.parametrize("control", ["BEGIN", "COMMIT", "START TRANSACTION", "ROLLBACK", "END"])
+@pytest.mark.parametrize("control", ["BEGIN", "COMMIT", "START TRANSACTION", "ROLLBACK", "END", "SAVEPOINT s"])
 def test_given_transaction_control_statement_when_parsed_then_refused(control):
     with pytest.raises(MigrationFileError, match="transaction control"):
         parse_migration("V0002__x.sql", f"{control};\nCREATE TABLE t (id int);\n".encode())
