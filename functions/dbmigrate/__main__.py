@@ -29,9 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply the pending SQL migrations (the default command). Settings come from DB_* variables.",
     )
     _add_migrate_options(parser, default=False)
-    commands = parser.add_subparsers(dest="command", metavar="{migrate,snapshot,verify,baseline}")
+    commands = parser.add_subparsers(dest="command", metavar="{migrate,plan,lint,snapshot,verify,baseline}")
     # `migrate` is the default command, spelled out (task definitions may name it).
     _add_migrate_options(commands.add_parser("migrate", help="apply the pending migrations (the default)"))
+    planner = commands.add_parser(
+        "plan",
+        help="read-only: pending files with their statements, the lock each takes, and the lint findings "
+        "(a READ ONLY transaction, no lock, no write)",
+    )
+    planner.add_argument("--migrations-dir", type=Path, default=argparse.SUPPRESS)
+    linter = commands.add_parser("lint", help="squawk on every migration file, waivers applied (no database)")
+    linter.add_argument("--migrations-dir", type=Path, default=argparse.SUPPRESS)
     snapshot = commands.add_parser(
         "snapshot", help="apply the migrations to a scratch PostgreSQL and write the expected schema JSON"
     )
@@ -90,9 +98,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         if command == "snapshot":
             return _snapshot(args, log)
+        if command == "lint":
+            return _lint(args, log)
         settings = Settings.from_env(env, migrations_dir=args.migrations_dir)
         if command == "verify":
             return _verify(settings, args.expected, log)
+        if command == "plan":
+            return _plan(settings, log)
         if command == "baseline":
             baseline(settings, parse_version(args.version), log=log)
             return ExitCode.OK
@@ -127,6 +139,24 @@ def _snapshot(args: argparse.Namespace, log: EventSink) -> int:
         migrations=[m.filename for m in expected.migrations],
         tables=list(expected.catalog.table_names),
     )
+    return ExitCode.OK
+
+
+def _plan(settings: Settings, log: EventSink) -> int:
+    from dbmigrate.plan import build_plan, refuse_unlinted
+
+    refuse_unlinted(build_plan(settings, log=log).files)
+    return ExitCode.OK
+
+
+def _lint(args: argparse.Namespace, log: EventSink) -> int:
+    from dbmigrate.files import discover_migrations
+    from dbmigrate.plan import describe, refuse_unlinted
+
+    migrations_dir = args.migrations_dir or DEFAULT_MIGRATIONS_DIR
+    planned = describe(discover_migrations(migrations_dir, source="--migrations-dir"), server_version=None, log=log)
+    log("lint_finished", files=len(planned), failed=[p.migration.filename for p in planned if p.lint.failed])
+    refuse_unlinted(planned)
     return ExitCode.OK
 
 

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     MIGRATION_FAILED = 8
     MIGRATION_LOCK_TIMEOUT = 9
     SCHEMA_MISMATCH = 10
+    LINT_FAILED = 11
 
 
 class DbMigrateError(Exception):
@@ -148,6 +149,12 @@ class MigrationLockTimeoutError(MigrationStatementError):
     """A migration statement waited longer than lock_timeout for a table lock (SQLSTATE 55P03); safe to retry."""
 
     exit_code = ExitCode.MIGRATION_LOCK_TIMEOUT
+
+
+class MigrationLintError(DbMigrateError):
+    """squawk found something in a pending file that the file does not waive; nothing was applied."""
+
+    exit_code = ExitCode.LINT_FAILED
 
 
 class CatalogMismatchError(DbMigrateError):

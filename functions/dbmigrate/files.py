@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbmigrate.errors import DbConfigurationError, MigrationFileError
+from dbmigrate.lint import Waiver, parse_waivers
 from dbmigrate.statements import Statement, StatementSplitError, split_statements
 
 FILE_NAME = re.compile(r"^V(?P<version>\d{4})__(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
@@ -25,6 +26,8 @@ class MigrationFile:
     checksum: str
     transactional: bool
     statements: tuple[Statement, ...]
+    waivers: tuple[Waiver, ...] = ()
+    text: str = field(default="", repr=False, compare=False)  # the normalized text the checksum is of
 
 
 def file_name(version: int, name: str) -> str:
@@ -61,6 +64,7 @@ def parse_migration(filename: str, raw: bytes) -> MigrationFile:
         raise MigrationFileError(
             filename, f"'{NO_TRANSACTION_MARKER}' must be the first line, alone (found on line {marker_lines[-1]})"
         )
+    waivers = parse_waivers(filename, lines)
     try:
         statements = tuple(split_statements(text))
     except StatementSplitError as e:
@@ -81,6 +85,8 @@ def parse_migration(filename: str, raw: bytes) -> MigrationFile:
         checksum=checksum(text),
         transactional=transactional,
         statements=statements,
+        waivers=waivers,
+        text=text,
     )
 
 

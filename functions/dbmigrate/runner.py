@@ -115,6 +115,7 @@ def migrate(settings: Settings, *, log: EventSink = discard) -> MigrationReport:
             applied: list[AppliedMigration] = []
             if todo:
                 log("migrations_pending", files=[migration.filename for migration in todo])
+                _lint_before_applying(todo, conn, log)
                 _acquire_lock(conn, settings, log)
                 lock_taken = True
                 try:
@@ -147,6 +148,13 @@ def migrate(settings: Settings, *, log: EventSink = discard) -> MigrationReport:
         duration_ms=report.duration_ms,
     )
     return report
+
+
+def _lint_before_applying(todo: Sequence[MigrationFile], conn: Connection, log: EventSink) -> None:
+    """Describe (plan_file events: statements, locks, findings) and lint the pending files; refuse before any lock."""
+    from dbmigrate.plan import describe, refuse_unlinted
+
+    refuse_unlinted(describe(todo, server_version=conn.server_version, log=log))
 
 
 @contextlib.contextmanager
