@@ -1,7 +1,9 @@
 """Run migration task: start the migration as a one-off ECS task with the checked, digest-pinned image.
 
-Idempotent: a task this execution already started is adopted, and RunTask carries a ``clientToken`` derived from
-the execution, so a retried step never starts a second migration. The latest ACTIVE revision of the family is
+Idempotent: a task this execution already started is found by its tags and adopted, so a retried or redriven step
+never starts a second migration. RunTask's ``clientToken`` is fixed per invocation (the Lambda request id), which
+makes the SDK's own retries of one call safe; it differs between attempts because ECS answers a repeated token with
+its first answer, so a retry after a placement failure would otherwise get the same failure until the token expires. The latest ACTIVE revision of the family is
 reused when its migration container already runs this image; otherwise a new revision is registered that differs
 only in that image. A dry run registers nothing and runs nothing.
 """
@@ -35,9 +37,12 @@ EXECUTION_TAG = "deployflow:execution"
 IMAGE_TAG_TAG = "deployflow:image-tag"
 
 
-def client_token(execution_id: str) -> str:
-    """RunTask's idempotency token: 64 hex characters (the API allows up to 64, ASCII 33-126) fixed per execution."""
-    return hashlib.sha256(f"{execution_id}|{STEP_NAME}".encode()).hexdigest()
+def client_token(execution_id: str, attempt: str) -> str:
+    """RunTask's idempotency token: 64 hex characters (the API allows up to 64, ASCII 33-126), one per attempt.
+
+    ``attempt`` is the invocation's Lambda request id: a Step Functions retry and a redrive are new invocations.
+    """
+    return hashlib.sha256(f"{execution_id}|{STEP_NAME}|{attempt}".encode()).hexdigest()
 
 
 def _resolve_task_definition(ecs: EcsClient, settings: EcsSettings) -> EcsTaskDefinition:
@@ -105,9 +110,12 @@ def _run(ecs: EcsClient, definition: EcsTaskDefinition, params: dict[str, Any]) 
 
 
 def run_migration(
-    state: ImageStepInput, settings: EcsSettings, ecs: EcsClient, now: datetime | None = None
+    state: ImageStepInput, settings: EcsSettings, ecs: EcsClient, attempt: str, now: datetime | None = None
 ) -> MigrationTask:
-    """Start (or adopt) this execution's migration task; in a dry run, report what would happen."""
+    """Start (or adopt) this execution's migration task; in a dry run, report what would happen.
+
+    ``attempt`` names this invocation (its Lambda request id) for RunTask's ``clientToken``.
+    """
     now = now or utc_now()
     container = settings.migration_container_name
     image = state.image.image_uri
@@ -158,7 +166,7 @@ def run_migration(
                 {"key": EXECUTION_TAG, "value": execution_id},
                 {"key": IMAGE_TAG_TAG, "value": state.request.image_tag},
             ],
-            "clientToken": client_token(execution_id),
+            "clientToken": client_token(execution_id, attempt),
             **network,
         },
     )
@@ -171,4 +179,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Run migration task."""
     state = parse_event(ImageStepInput, event)
     settings = config.ecs_settings()
-    return run_migration(state, settings, EcsClient(clients.client("ecs"), settings.cluster)).to_json()
+    ecs = EcsClient(clients.client("ecs"), settings.cluster)
+    return run_migration(state, settings, ecs, attempt=context.aws_request_id).to_json()

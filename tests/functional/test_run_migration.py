@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -127,8 +129,9 @@ def test_given_a_revision_with_another_image_when_run_then_a_copy_with_the_new_i
     assert task.network_configuration["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
     assert task.launch_type == "FARGATE"
     [params] = sent
-    token = hashlib.sha256(f"{event['execution']['id']}|Run migration task".encode()).hexdigest()
-    assert params["clientToken"] == token, "the idempotency token is derived from the execution"
+    attempt = release_context.aws_request_id
+    token = hashlib.sha256(f"{event['execution']['id']}|Run migration task|{attempt}".encode()).hexdigest()
+    assert params["clientToken"] == token, "the idempotency token is derived from the execution and the attempt"
     assert len(params["clientToken"]) == 64, "ECS accepts at most 64 characters"
 
     assert result.done is False
@@ -358,3 +361,101 @@ def test_given_the_events_file_when_run_against_moto_then_the_migration_task_sta
     result = invoke(load_event("run_migration"), release_context)
 
     assert [t.task_arn for t in world.tasks()] == [result.task_arn]
+
+
+# --- clientToken per attempt: retries after a placement failure and after a success ------------------------------
+
+
+def ecs_idempotency(monkeypatch: pytest.MonkeyPatch, capacity_failures: int) -> list[str]:
+    """moto's RunTask behind ECS's documented idempotency: a repeated ``clientToken`` gets the first answer again.
+
+    ("Ensuring idempotency", Amazon ECS API Reference; moto ignores the token.) The first ``capacity_failures``
+    distinct requests are answered with a placement failure and no task, as ECS does when nothing fits now.
+    Returns the tokens in the order the calls arrived.
+    """
+    original = EC2ContainerServiceResponse.run_task
+    answers: dict[str, ActionResult] = {}
+    tokens: list[str] = []
+
+    def run_task(self: EC2ContainerServiceResponse) -> ActionResult:
+        token = str(self._get_param("clientToken"))
+        tokens.append(token)
+        if token not in answers:
+            if len(answers) < capacity_failures:
+                failure = {
+                    "arn": f"arn:aws:ecs:{REGION}:123456789012:container-instance/{CLUSTER}/x",
+                    "reason": "RESOURCE:CPU",
+                }
+                answers[token] = ActionResult({"tasks": [], "failures": [failure]})
+            else:
+                answers[token] = original(self)
+        return answers[token]
+
+    monkeypatch.setattr(EC2ContainerServiceResponse, "run_task", run_task)
+    return tokens
+
+
+def attempt(context: Any) -> Any:
+    """The context of another invocation: Step Functions' retry or a redrive is a new Lambda request."""
+    return replace(context, aws_request_id=str(uuid.uuid4()))
+
+
+def test_given_a_placement_failure_when_the_step_is_retried_then_a_new_token_places_the_task(
+    world: ReleaseWorld, release_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.register_migration_task(OLD_IMAGE)
+    tokens = ecs_idempotency(monkeypatch, capacity_failures=2)
+    event = make_event()
+
+    with pytest.raises(EcsCapacityError):
+        invoke(event, release_context)
+    with pytest.raises(EcsCapacityError):
+        invoke(event, attempt(release_context))  # the ASL's retry of EcsCapacityError
+    result = invoke(event, attempt(release_context))  # capacity is back
+
+    assert len(set(tokens)) == 3, "each attempt sends its own token: ECS would replay a repeated token's failure"
+    [task] = world.tasks()
+    assert result.task_arn == task.task_arn
+
+
+def test_given_a_placement_failure_when_the_execution_is_redriven_then_the_task_is_placed(
+    world: ReleaseWorld, release_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.register_migration_task(OLD_IMAGE)
+    tokens = ecs_idempotency(monkeypatch, capacity_failures=1)
+    event = make_event()
+    with pytest.raises(EcsCapacityError):
+        invoke(event, release_context)  # the retries ran out: the execution failed at this step
+
+    result = invoke(event, attempt(release_context))  # the redrive: same execution, new invocation
+
+    assert tokens[0] != tokens[1]
+    assert [t.task_arn for t in world.tasks()] == [result.task_arn]
+
+
+def test_given_a_started_task_when_the_step_is_retried_then_it_is_adopted_and_run_task_is_not_called_again(
+    world: ReleaseWorld, release_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.register_migration_task(OLD_IMAGE)
+    tokens = ecs_idempotency(monkeypatch, capacity_failures=0)
+    event = make_event()
+
+    first = invoke(event, release_context)  # RunTask succeeded, but say the answer never reached Step Functions
+    retried = invoke(event, attempt(release_context))
+    redriven = invoke(event, attempt(release_context))
+
+    assert len(tokens) == 1, "the retries found the task by its execution tag before any RunTask"
+    assert len(world.tasks()) == 1, "no second migration"
+    assert retried.task_arn == redriven.task_arn == first.task_arn
+
+
+def test_given_one_invocation_when_the_sdk_retries_run_task_then_it_sends_the_same_token(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    execution = make_event()["execution"]["id"]
+
+    same = run_migration.client_token(execution, release_context.aws_request_id)
+
+    assert same == run_migration.client_token(execution, release_context.aws_request_id)
+    assert same != run_migration.client_token(execution, attempt(release_context).aws_request_id)
+    assert len(same) == 64
