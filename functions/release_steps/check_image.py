@@ -2,6 +2,14 @@
 
 The output pins the image by digest (``<registry>/<repository>@sha256:...``): what was checked is what runs, even
 if the tag is pushed again mid-release. A dry run performs the same checks (they change nothing).
+
+Both ECR scan types are read through DescribeImageScanFindings. Basic scanning ends ``COMPLETE`` with
+``findingSeverityCounts``. Enhanced scanning (Amazon Inspector) reports ``ACTIVE`` while it keeps the image under
+continuous scanning, and its findings are ``enhancedFindings`` (each with a ``severity`` and a ``status`` of
+ACTIVE, SUPPRESSED or CLOSED), paged with ``nextToken``; ECR reads them from Inspector with the caller's
+``inspector2:ListFindings`` permission (ECR API Reference: DescribeImageScanFindings, ImageScanStatus,
+EnhancedImageScanFinding; ECR user guide: "IAM permissions required for enhanced scanning"). Only ACTIVE findings
+count; Inspector's ``UNTRIAGED`` severity (none assigned yet) is reported and never blocks.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ SEVERITY_ORDER = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 SCAN_DONE = frozenset({"COMPLETE", "ACTIVE"})  # ACTIVE: enhanced (Inspector) continuous scanning, findings current
 SCAN_PENDING = frozenset({"IN_PROGRESS", "PENDING"})
 NOT_SCANNED = "NOT_SCANNED"
+ENHANCED_PAGE_SIZE = 1000  # DescribeImageScanFindings' maximum
+MAX_ENHANCED_PAGES = 50  # 50,000 findings: a bound on the step's time, far above any real image
 
 
 def _repository_uri(ecr: Any, repository: str) -> str:
@@ -63,14 +73,47 @@ def _image_digest(ecr: Any, repository: str, tag: str) -> str:
     return str(details[0]["imageDigest"])
 
 
+def _findings_page(ecr: Any, repository: str, digest: str, **page: Any) -> dict[str, Any]:
+    with translate_throttling("ecr:DescribeImageScanFindings"):
+        try:
+            response: dict[str, Any] = ecr.describe_image_scan_findings(
+                repositoryName=repository, imageId={"imageDigest": digest}, **page
+            )
+        except ClientError as e:
+            if error_code(e) == "AccessDeniedException":
+                raise ConfigurationError(
+                    f"ECR refused the scan findings of {repository}@{digest}: {error_message(e)} (with enhanced "
+                    "scanning the function also needs inspector2:ListFindings)"
+                ) from e
+            raise
+    return response
+
+
+def _enhanced_counts(ecr: Any, repository: str, digest: str, first: dict[str, Any]) -> dict[str, int]:
+    """Severity counts of the ACTIVE enhanced (Inspector) findings, over every page."""
+    counts: dict[str, int] = {}
+    response = first
+    for _page in range(MAX_ENHANCED_PAGES):
+        for finding in (response.get("imageScanFindings") or {}).get("enhancedFindings") or []:
+            if str(finding.get("status") or "ACTIVE") != "ACTIVE":
+                continue  # suppressed by an Inspector rule, or closed
+            severity = str(finding.get("severity") or "UNTRIAGED")
+            counts[severity] = counts.get(severity, 0) + 1
+        token = response.get("nextToken")
+        if not token:
+            return counts
+        response = _findings_page(ecr, repository, digest, maxResults=ENHANCED_PAGE_SIZE, nextToken=token)
+    raise ImageScanFailedError(
+        f"image {repository}@{digest} has more than {MAX_ENHANCED_PAGES * ENHANCED_PAGE_SIZE} enhanced scan findings"
+    )
+
+
 def _scan(ecr: Any, repository: str, tag: str, digest: str, require_scan: bool) -> tuple[str, dict[str, int]]:
     """The scan status and severity counts; raises the pending / failed errors."""
     where = f"{repository}:{tag} ({digest})"
     with translate_throttling("ecr:DescribeImageScanFindings"):
         try:
-            response = ecr.describe_image_scan_findings(
-                repositoryName=repository, imageId={"imageDigest": digest}, maxResults=1
-            )
+            response = _findings_page(ecr, repository, digest, maxResults=1)
         except ClientError as e:
             if error_code(e) != "ScanNotFoundException":
                 raise
@@ -89,8 +132,12 @@ def _scan(ecr: Any, repository: str, tag: str, digest: str, require_scan: bool) 
     if status not in SCAN_DONE:
         detail = f": {description}" if description else ""
         raise ImageScanFailedError(f"scan of image {where} ended with status {status}{detail}")
-    counts = (response.get("imageScanFindings") or {}).get("findingSeverityCounts") or {}
-    return status, {str(k): int(v) for k, v in counts.items()}
+    findings = response.get("imageScanFindings") or {}
+    counts = {str(k): int(v) for k, v in (findings.get("findingSeverityCounts") or {}).items()}
+    if "enhancedFindings" in findings:
+        # Enhanced scanning lists each finding with its status: the ACTIVE ones decide (a suppressed one does not).
+        counts = _enhanced_counts(ecr, repository, digest, response)
+    return status, counts
 
 
 def blocking_findings(counts: dict[str, int], threshold: str) -> dict[str, int]:

@@ -3,9 +3,9 @@
 Idempotent: a task this execution already started is found by its tags and adopted, so a retried or redriven step
 never starts a second migration. RunTask's ``clientToken`` is fixed per invocation (the Lambda request id), which
 makes the SDK's own retries of one call safe; it differs between attempts because ECS answers a repeated token with
-its first answer, so a retry after a placement failure would otherwise get the same failure until the token expires. The latest ACTIVE revision of the family is
-reused when its migration container already runs this image; otherwise a new revision is registered that differs
-only in that image. A dry run registers nothing and runs nothing.
+its first answer, so a retry after a placement failure would otherwise get the same failure until the token expires.
+The latest ACTIVE revision of the family is reused when its migration container already runs this image; otherwise a
+new revision is registered that differs only in that image. A dry run registers nothing and runs nothing.
 """
 
 from __future__ import annotations

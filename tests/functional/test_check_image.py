@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from moto.core.exceptions import JsonRESTError
-from release_steps import check_image
+from release_steps import check_image, clients
 from release_steps.errors import (
     AwsThrottlingError,
     ConfigurationError,
@@ -17,7 +20,7 @@ from release_steps.errors import (
 )
 from release_steps.models import ImageResult, ReleaseState
 
-from tests.functional.release_world import REGISTRY, REPOSITORY, ReleaseWorld, load_event
+from tests.functional.release_world import REGION, REGISTRY, REPOSITORY, ReleaseWorld, load_event
 
 TAG = "2026-11-23.4"
 
@@ -199,3 +202,112 @@ def test_given_ecr_throttles_when_checked_then_aws_throttling_error_names_the_ca
 
     with pytest.raises(AwsThrottlingError, match=r"ecr:DescribeImages was throttled by AWS \(ThrottlingException"):
         invoke(release_context)
+
+
+# --- enhanced scanning (Amazon Inspector) -------------------------------------------------------------------------
+
+
+def enhanced_finding(severity: str, status: str = "ACTIVE", name: str = "CVE-2026-0001") -> dict[str, Any]:
+    """An ``EnhancedImageScanFinding`` as the ECR API Reference documents it (the fields the step reads, and more)."""
+    return {
+        "awsAccountId": "123456789012",
+        "description": f"{name} in openssl",
+        "findingArn": f"arn:aws:inspector2:{REGION}:123456789012:finding/{name.lower()}",
+        "packageVulnerabilityDetails": {"vulnerabilityId": name, "source": "NVD"},
+        "severity": severity,
+        "status": status,
+        "title": f"{name} - openssl",
+        "type": "PACKAGE_VULNERABILITY",
+    }
+
+
+def set_enhanced_result(world: ReleaseWorld, findings: list[dict[str, Any]], status: str = "ACTIVE") -> None:
+    digest = world.push_image(TAG)
+    world.set_scan_result(digest, status)
+    world.ecr_backend().scan_finding_results[-1]["imageScanFindings"] = {"enhancedFindings": findings}
+
+
+def test_given_an_enhanced_scan_with_an_active_high_finding_when_checked_then_it_blocks(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    set_enhanced_result(world, [enhanced_finding("HIGH"), enhanced_finding("LOW", name="CVE-2026-0002")])
+
+    with pytest.raises(ImageVulnerableError) as raised:
+        invoke(release_context)
+
+    assert "HIGH=1 (all findings: HIGH=1, LOW=1)" in raised.value.message
+
+
+def test_given_an_enhanced_scan_whose_critical_finding_is_suppressed_when_checked_then_the_image_passes(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    set_enhanced_result(
+        world,
+        [
+            enhanced_finding("CRITICAL", status="SUPPRESSED"),
+            enhanced_finding("HIGH", status="CLOSED", name="CVE-2026-0003"),
+            enhanced_finding("MEDIUM", name="CVE-2026-0004"),
+            enhanced_finding("UNTRIAGED", name="CVE-2026-0005"),
+        ],
+    )
+
+    result = invoke(release_context)
+
+    assert result.scan_status == "ACTIVE", "enhanced continuous scanning is done when ACTIVE"
+    assert result.finding_counts == {"MEDIUM": 1, "UNTRIAGED": 1}, "suppressed and closed findings do not count"
+
+
+@pytest.mark.parametrize("status", ["SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE", "UNSUPPORTED_IMAGE"])
+def test_given_an_enhanced_scan_that_cannot_report_when_checked_then_scan_failed(
+    world: ReleaseWorld, release_context: Any, status: str
+) -> None:
+    set_enhanced_result(world, [], status=status)
+
+    with pytest.raises(ImageScanFailedError, match=status):
+        invoke(release_context)
+
+
+def test_given_enhanced_findings_on_several_pages_when_checked_then_every_page_is_counted(
+    world: ReleaseWorld, release_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # moto answers one static page; ECR pages enhanced findings with nextToken: a Stubber answers the documented
+    # response shape (botocore validates it against the service model) for the three pages the step asks for.
+    ecr = boto3.client("ecr", region_name=REGION)
+    stubber = Stubber(ecr)
+    digest = "sha256:" + "a" * 64
+    image_id = {"imageDigest": digest}
+    base = {"registryId": "123456789012", "repositoryName": REPOSITORY, "imageId": image_id}
+    status = {"status": "ACTIVE", "description": "Continuous scan is selected for image."}
+    pages: list[tuple[dict[str, Any], list[dict[str, Any]], str | None]] = [
+        ({"maxResults": 1}, [enhanced_finding("LOW")], "page-2"),
+        ({"maxResults": 1000, "nextToken": "page-2"}, [enhanced_finding("LOW", name="CVE-2026-0009")], "page-3"),
+        ({"maxResults": 1000, "nextToken": "page-3"}, [enhanced_finding("CRITICAL", name="CVE-2026-0010")], None),
+    ]
+    stubber.add_response(
+        "describe_repositories",
+        {"repositories": [{"repositoryName": REPOSITORY, "repositoryUri": f"{REGISTRY}/{REPOSITORY}"}]},
+        {"repositoryNames": [REPOSITORY]},
+    )
+    stubber.add_response(
+        "describe_images",
+        {"imageDetails": [{"imageDigest": digest, "imageTags": [TAG]}]},
+        {"repositoryName": REPOSITORY, "imageIds": [{"imageTag": TAG}]},
+    )
+    for params, findings, token in pages:
+        response: dict[str, Any] = {
+            **base,
+            "imageScanStatus": status,
+            "imageScanFindings": {"enhancedFindings": findings},
+        }
+        if token:
+            response["nextToken"] = token
+        stubber.add_response(
+            "describe_image_scan_findings", response, {"repositoryName": REPOSITORY, "imageId": image_id, **params}
+        )
+    monkeypatch.setattr(clients, "client", functools.cache(lambda name: ecr))  # the teardown clears it
+
+    with stubber, pytest.raises(ImageVulnerableError) as raised:
+        invoke(release_context)
+
+    stubber.assert_no_pending_responses()
+    assert "CRITICAL=1 (all findings: CRITICAL=1, LOW=2)" in raised.value.message

@@ -293,8 +293,16 @@ docker() {
 aws() {
     printf 'aws %s\n' "$*" >> "$STUB_CALLS"
     if [ "$1 $2" = "ecr get-login-password" ]; then echo stub-password; fi
+    if [ "$1 $2" = "ecr describe-images" ]; then
+        # The scan statuses ECR reports, one per call (STUB_SCAN_STATUSES), the last one repeated.
+        set -- ${STUB_SCAN_STATUSES:-COMPLETE}
+        seen=$(grep -c '^aws ecr describe-images' "$STUB_CALLS")
+        shift $(( seen <= $# ? seen - 1 : $# - 1 ))
+        echo "$1"
+    fi
     return 0
 }
+sleep() { printf 'sleep %s\n' "$*" >> "$STUB_CALLS"; }
 """
 
 
@@ -404,17 +412,53 @@ def test_given_the_same_build_when_the_tag_is_computed_twice_then_it_is_the_same
     assert pushed_tag(next_build) == "2026-11-23.43-1a2b3c4"
 
 
+def scan_checks(run: BuildRun) -> list[str]:
+    return [c for c in run.calls if c.startswith("aws ecr describe-images")]
+
+
+@pytest.mark.parametrize("final", ["COMPLETE", "ACTIVE"])
 def test_given_wait_for_scan_when_the_buildspec_runs_then_it_waits_for_the_scan_of_the_pushed_tag(
+    tmp_path: Path, final: str
+) -> None:
+    # Basic scanning ends COMPLETE, enhanced (Inspector) scanning ACTIVE; right after the push there is no status.
+    statuses = f"None PENDING IN_PROGRESS {final}"
+    waited = run_buildspec(tmp_path / "wait", build_environment(WAIT_FOR_SCAN="true", STUB_SCAN_STATUSES=statuses))
+    skipped = run_buildspec(tmp_path / "skip", build_environment(WAIT_FOR_SCAN="false"))
+
+    assert waited.returncode == 0, waited.stderr
+    assert (
+        scan_checks(waited)
+        == [
+            f"aws ecr describe-images --repository-name {SAMPLE_REPOSITORY} --image-ids imageTag={pushed_tag(waited)} "
+            "--query imageDetails[0].imageScanStatus.status --output text"
+        ]
+        * 4
+    )
+    assert waited.calls.count("sleep 5") == 3
+    assert waited.release_input is not None
+    assert not scan_checks(skipped), skipped.calls
+
+
+@pytest.mark.parametrize("status", ["FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE"])
+def test_given_a_scan_that_cannot_complete_when_the_buildspec_waits_then_the_build_fails_without_an_input(
+    tmp_path: Path, status: str
+) -> None:
+    run = run_buildspec(tmp_path, build_environment(WAIT_FOR_SCAN="true", STUB_SCAN_STATUSES=f"IN_PROGRESS {status}"))
+
+    assert run.returncode != 0
+    assert f"ended {status}" in run.stderr
+    assert run.release_input is None
+
+
+def test_given_a_scan_that_never_finishes_when_the_buildspec_waits_then_it_gives_up_after_60_checks(
     tmp_path: Path,
 ) -> None:
-    waited = run_buildspec(tmp_path / "wait", build_environment(WAIT_FOR_SCAN="true"))
-    skipped = run_buildspec(tmp_path / "skip", build_environment(WAIT_FOR_SCAN="false"))
-    waits = [c for c in waited.calls if c.startswith("aws ecr wait image-scan-complete")]
-    assert waits == [
-        f"aws ecr wait image-scan-complete --repository-name {SAMPLE_REPOSITORY} "
-        f"--image-id imageTag={pushed_tag(waited)}"
-    ]
-    assert not [c for c in skipped.calls if c.startswith("aws ecr wait")], skipped.calls
+    run = run_buildspec(tmp_path, build_environment(WAIT_FOR_SCAN="true", STUB_SCAN_STATUSES="IN_PROGRESS"))
+
+    assert run.returncode != 0
+    assert len(scan_checks(run)) == 60
+    assert "still IN_PROGRESS after 60 checks" in run.stderr
+    assert run.release_input is None
 
 
 def test_given_the_push_fails_when_the_buildspec_runs_then_no_release_input_is_written(tmp_path: Path) -> None:
