@@ -28,10 +28,12 @@ system-deps:
 kafka-jars: system-deps
 	@scripts/fetch-kafka.sh
 
-demo: system-deps kafka-jars $(STAMP)
+demo: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
 	$(BIN)/deployflow local run --scenario happy
 
-test: system-deps kafka-jars $(STAMP)
+# The SAM venv is a test dependency too: the local stack's Lambda runtime is the Runtime Interface Emulator binary
+# shipped inside the pinned aws-sam-cli wheel (deployflow/local/lambda_runtime.py finds it there).
+test: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP) $(SAM_STAMP)
@@ -51,12 +53,12 @@ format: $(STAMP)
 diagram: system-deps $(STAMP)
 	$(BIN)/python -m deployflow.diagram
 
-scenarios: system-deps kafka-jars $(STAMP)
+scenarios: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
 	for s in happy image-missing migration-fails migration-timeout schema-drift kafka-down service-fails concurrent invalid-input dry-run rerun; do \
 		$(BIN)/deployflow local run --scenario $$s > /dev/null 2>&1 && echo "$$s: as expected" || { echo "$$s: NOT as expected"; exit 1; }; \
 	done
 
-bench: system-deps kafka-jars $(STAMP)
+bench: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
 	$(BIN)/python benchmarks/migrations.py
 	$(BIN)/python benchmarks/workflow.py
 

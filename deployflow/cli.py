@@ -68,7 +68,8 @@ def _local_run(args: argparse.Namespace) -> int:
             f"Kafka {stack.kafka.bootstrap_plaintext} (SASL {stack.kafka.bootstrap_sasl}), "
             f"AWS (moto) {stack.aws.endpoint_url}\n"
         )
-        out.write(f"function logs: {stack.log_dir / 'functions.log'}\n\n")
+        out.write(f"{stack.runtime_banner()}\n")
+        out.write(f"function logs: {stack.log_dir}/lambda-*.log\n\n")
         result = scenario.run(stack, ProgressPrinter(out))
         for outcome in result.outcomes:
             out.write("\n" + outcome_report(outcome) + "\n")

@@ -82,6 +82,9 @@ class LocalAwsConfig:
     ``time_scale``: factor on Wait-state seconds and Retry intervals. ``rollout_seconds``: how long a service
     deployment stays IN_PROGRESS. ``task_cwd``: working directory of ECS task processes. ``quiet``: silence the
     server's per-request lines and the interpreter's ERROR log of every state error (the history has them).
+    ``lambda_runtime``: ``emulator`` (the server mode's default) runs each function in its own Lambda runtime process
+    (lambda_runtime.py); ``in-process`` imports the handler here (the in-process mode's only option: a runtime
+    process cannot reach ``mock_aws``). ``lambda_log_dir``: where the runtime processes' logs go.
     """
 
     region: str = REGION
@@ -94,6 +97,8 @@ class LocalAwsConfig:
     rollout_seconds: float = 0.5
     task_cwd: Path | str | None = None
     quiet: bool = True
+    lambda_runtime: Literal["emulator", "in-process"] | None = None
+    lambda_log_dir: Path | None = None
 
 
 class LocalAws:
@@ -106,10 +111,15 @@ class LocalAws:
         self.mode: Mode = mode
         self._host = host
         self._port = port
+        runtime = self.config.lambda_runtime or ("emulator" if mode == "server" else "in-process")
+        if mode == "in-process" and runtime == "emulator":
+            raise ValueError("the emulator runtime needs the server mode: its processes cannot reach mock_aws")
         self.lambdas = LambdaSeam(
             environment=self.config.lambda_environment,
             code_paths=self.config.code_paths,
             before_invoke=self.config.before_invoke,
+            runtime=runtime,
+            log_dir=self.config.lambda_log_dir,
         )
         self.ecs = EcsSeam(
             images=self.config.images,
@@ -317,6 +327,7 @@ def create_function(
     environment: Mapping[str, str] | None = None,
     timeout: int = 60,
     memory: int = 256,
+    runtime: str = "python3.13",
 ) -> str:
     """Create a Lambda function in moto whose invocations run ``handler`` in-process; its ARN.
 
@@ -342,7 +353,7 @@ def create_function(
         archive.writestr("README.txt", "placeholder: the local stack runs the handler in-process\n")
     response = aws.client("lambda").create_function(
         FunctionName=name,
-        Runtime="python3.13",
+        Runtime=runtime,
         Role=role_arn,
         Handler=handler,
         Code={"ZipFile": package.getvalue()},

@@ -1,4 +1,10 @@
-"""Lambda seam: moto's Lambda Invoke runs the function's Python handler in-process instead of in Docker.
+"""Lambda seam: moto's Lambda Invoke runs the function in a real Lambda runtime (default) or in-process, not in Docker.
+
+``runtime="emulator"`` (what the local stack uses): each invocation goes to the function's runtime process, the
+Runtime Interface Emulator with ``awslambdaric`` (``deployflow.local.lambda_runtime``), started on first use and
+kept warm, with the function's Handler, environment, Timeout and MemorySize; the emulator's reply is translated into
+what the Lambda Invoke API returns. The rest of this docstring describes ``runtime="in-process"``, which only the
+in-process moto mode (``mock_aws``, whose interception another process cannot reach) uses.
 
 Every Lambda invocation in moto, including the ones the Step Functions interpreter makes for a Task state (both the
 plain function-ARN ``Resource`` and ``arn:aws:states:::lambda:invoke``), goes through ``LambdaBackend.invoke``. The
@@ -33,12 +39,13 @@ import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from deployflow.local._patching import AttributePatch, PatchSet, Seam
+from deployflow.local.lambda_runtime import RuntimePool, function_config, log_result
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +168,11 @@ class LambdaSeam(Seam):
         code_paths: Sequence[Path | str] = (),
         before_invoke: Sequence[Callable[[], None]] = (),
         history: int = 1000,
+        runtime: Literal["in-process", "emulator"] = "in-process",
+        log_dir: Path | None = None,
     ) -> None:
+        self.runtime = runtime
+        self.pool: RuntimePool | None = RuntimePool(log_dir=log_dir) if runtime == "emulator" else None
         self.environment: dict[str, str | None] = dict(environment or {})
         self.code_paths = [str(Path(p).resolve()) for p in code_paths]
         self.before_invoke = list(before_invoke)
@@ -180,6 +191,8 @@ class LambdaSeam(Seam):
             return list(self._invocations)
 
     def clear(self) -> None:
+        if self.pool is not None:
+            self.pool.reset()
         with self._state_lock:
             self._invocations.clear()
             self._injected.clear()
@@ -220,6 +233,8 @@ class LambdaSeam(Seam):
 
         if _header(headers, "x-amz-invocation-type") == "DryRun":
             return b""
+        if self.pool is not None:
+            return self._invoke_in_runtime(self.pool, function, body, headers, response_headers)
 
         request_id = str(uuid.uuid4())
         raw = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
@@ -259,6 +274,34 @@ class LambdaSeam(Seam):
                 )
             )
         return payload
+
+    def _invoke_in_runtime(
+        self, pool: RuntimePool, function: Any, body: Any, headers: Any, response_headers: dict[str, str]
+    ) -> bytes:
+        raw = body if isinstance(body, bytes) else str(body or "").encode("utf-8")
+        config = function_config(function, self.environment, self.code_paths)
+        reply = pool.invoke(config, raw if raw.strip() else b"{}")
+        if reply.function_error:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            logger.info("Lambda %s failed: %s: %s", function.function_name, reply.error_type, reply.error_message)
+        response_headers["x-amz-executed-version"] = "$LATEST"
+        if (_header(headers, "x-amz-log-type") or "").lower() == "tail":
+            response_headers["x-amz-log-result"] = log_result(reply.log_tail)
+        event: Any = None
+        with suppress(ValueError):
+            event = json.loads(raw) if raw.strip() else {}
+        with self._state_lock:
+            self._invocations.append(
+                Invocation(
+                    function_name=function.function_name,
+                    request_id=reply.request_id,
+                    event=event,
+                    result=reply.result,
+                    error_type=reply.error_type,
+                    error_message=reply.error_message,
+                )
+            )
+        return reply.payload
 
     def _runtime_environment(self, function: Any, request_id: str) -> dict[str, str | None]:
         region = str(function.region)
@@ -315,6 +358,8 @@ class LambdaSeam(Seam):
         from moto.awslambda.models import LambdaBackend
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
+        if self.pool is not None:
+            self.pool.open()
         seam = self
 
         def invoke(
@@ -341,6 +386,8 @@ class LambdaSeam(Seam):
 
     def uninstall(self) -> None:
         self._revert_patches()
+        if self.pool is not None:
+            self.pool.stop()
         for path in self._added_paths:
             if path in sys.path:
                 sys.path.remove(path)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from deployflow.local.aws import (
     ACCOUNT_ID,
@@ -82,6 +82,7 @@ class StackOptions:
         }
     )
     log_dir: Path | None = None
+    lambda_runtime: Literal["emulator", "in-process"] = "emulator"
 
 
 class LocalStack:
@@ -121,6 +122,8 @@ class LocalStack:
             self.aws = LocalAws(self._aws_config(), mode="server")
             self.aws.start()
             self._exit.callback(self.aws.stop)
+            if self.aws.lambdas.pool is not None:
+                self.aws.lambdas.pool.setup()  # a missing emulator or interpreter fails here, naming it
             self._route_function_logs()
             self._provision()
         except BaseException:
@@ -139,6 +142,13 @@ class LocalStack:
         self.stop()
 
     # --- what callers use -------------------------------------------------------------------------------------
+
+    def runtime_banner(self) -> str:
+        """What runs the Lambda functions (the emulator, the Python, whether MemorySize is enforced)."""
+        pool = self._aws.lambdas.pool
+        if pool is None:
+            return "Lambda runtime: in-process (the handlers run in this Python; no Timeout or MemorySize enforced)"
+        return pool.describe()
 
     def client(self, service: str) -> Any:
         """A boto3 client for the local AWS."""
@@ -208,6 +218,8 @@ class LocalStack:
             before_invoke=[_fresh_container],
             rollout_seconds=self.options.rollout_seconds,
             task_cwd=self.workdir,
+            lambda_runtime=self.options.lambda_runtime,
+            lambda_log_dir=self.log_dir,
         )
 
     def _route_function_logs(self) -> None:
@@ -349,6 +361,8 @@ class LocalStack:
                 spec.handler,
                 environment=spec.environment,
                 timeout=spec.timeout,
+                memory=spec.memory_size,
+                runtime=spec.runtime,
             )
             self.function_arns[spec.logical_id] = arn
             template.attributes[f"{spec.logical_id}.Arn"] = arn

@@ -33,6 +33,8 @@ class FunctionSpec:
     handler: str
     timeout: int
     environment: dict[str, str]
+    memory_size: int = 128
+    runtime: str = "python3.13"
 
 
 class SamTemplate:
@@ -72,6 +74,8 @@ class SamTemplate:
                     logical_id=logical_id,
                     handler=str(props.get("Handler", globals_fn.get("Handler"))),
                     timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
+                    memory_size=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
+                    runtime=str(props.get("Runtime", globals_fn.get("Runtime", "python3.13"))),
                     environment={k: _as_env(self.resolve(v, f"{logical_id}.Environment.{k}")) for k, v in env.items()},
                 )
             )

@@ -106,3 +106,31 @@ def check_task(event: Any, context: Any) -> dict[str, Any]:
             "logTail": [e["message"] for e in logs["events"]],
         }
     return result
+
+
+def sleeper(event: Any, context: Any) -> dict[str, Any]:
+    """Sleep ``seconds`` (past the function's Timeout, for the timeout canary)."""
+    import time
+
+    time.sleep(float(event["seconds"]))
+    return {"slept": event["seconds"]}
+
+
+def exiter(event: Any, context: Any) -> None:
+    """End the runtime process itself, as a segfaulting library or an ``os._exit`` would."""
+    os._exit(int(event.get("status", 3)))
+
+
+def allocator(event: Any, context: Any) -> dict[str, Any]:
+    """Touch ``megabytes`` of memory (past the function's MemorySize, for the memory canary)."""
+    block = bytearray(int(event["megabytes"]) * 1024 * 1024)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    return {"allocated": len(block)}
+
+
+def whoami(event: Any, context: Any) -> dict[str, Any]:
+    """The runtime process and interpreter a handler runs in."""
+    import sys
+
+    return {"pid": os.getpid(), "python": sys.version.split()[0], "memory": context.memory_limit_in_mb}
