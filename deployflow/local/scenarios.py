@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +338,46 @@ def _kafka_down(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
     return _result("kafka-down", "FAILED", "KafkaUnreachableError", [outcome], before, after, checks)
 
 
+def _step_timeout(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    """The topic step outlives its function Timeout: the broker hangs (SIGSTOP) and the step's own Kafka bound is
+    longer than the Timeout an operator set; the runtime kills the invocation and Step Functions fails the task
+    with Sandbox.Timedout - not one of the workflow's terminal errors, so it is neither retried nor summarized."""
+    function = stack.function_name("CreateTopicsFunction")
+    lambda_client = stack.client("lambda")
+    configured = lambda_client.get_function_configuration(FunctionName=function)["Timeout"]
+    before = stack.snapshot()
+    lambda_client.update_function_configuration(FunctionName=function, Timeout=STEP_TIMEOUT_SECONDS)
+    try:
+        with overrides(stack, function_env={"KAFKA_TIMEOUT_SECONDS": "60"}), stack.kafka_paused():
+            outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+            ended = datetime.now(UTC)
+    finally:
+        lambda_client.update_function_configuration(FunctionName=function, Timeout=configured)
+    after = stack.snapshot()
+    topics = [v for v in outcome.visits if v.name == "Create Kafka topics"]
+    errors = [e for v in topics for e, _ in v.errors]
+    took = (ended - topics[-1].entered_at).total_seconds() if topics else None
+    checks = [
+        Check("Create Kafka topics failed with Sandbox.Timedout", errors == ["Sandbox.Timedout"], str(errors)),
+        Check(
+            f"the function Timeout ({STEP_TIMEOUT_SECONDS} s) ended the step, not its 60 s Kafka bound",
+            took is not None and took < STEP_TIMEOUT_SECONDS + 10,
+            f"{took:.1f}s" if took is not None else "never entered",
+        ),
+        Check(
+            "not caught as a terminal error (no failure summary)",
+            "Summarize failure" not in outcome.path,
+            " -> ".join(outcome.path[-3:]),
+        ),
+        _error_mentions(outcome, f"Task timed out after {STEP_TIMEOUT_SECONDS}.00 seconds"),
+        _no_service_restarted(before, after),
+    ]
+    return _result("step-timeout", "FAILED", "Sandbox.Timedout", [outcome], before, after, checks)
+
+
+STEP_TIMEOUT_SECONDS = 3
+
+
 def _retry_caps(state: str, error: str) -> list[float]:
     """The delay cap of each retry the ASL allows ``state`` for ``error``: IntervalSeconds * BackoffRate^n, at most
     MaxDelaySeconds."""
@@ -506,6 +547,7 @@ SCENARIOS: dict[str, Scenario] = {
             _schema_drift,
         ),
         Scenario("kafka-down", "no broker answers", "FAILED", "KafkaUnreachableError", _kafka_down),
+        Scenario("step-timeout", "a step outlives its function Timeout", "FAILED", "Sandbox.Timedout", _step_timeout),
         Scenario(
             "service-fails",
             "a service's deployment fails and rolls back",

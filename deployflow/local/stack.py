@@ -13,7 +13,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -175,6 +177,25 @@ class LocalStack:
         """Take the broker down (the kafka-down scenario); the stack's teardown tolerates it."""
         if self.kafka is not None:
             self.kafka.stop()
+
+    @contextmanager
+    def kafka_paused(self) -> Iterator[None]:
+        """The broker stopped with SIGSTOP for the block: it accepts connections and answers nothing (a hung
+        broker, unlike a down one); resumed afterwards, whatever happened."""
+        pid = self._kafka.pid
+        if pid is None:
+            raise RuntimeError("the local stack's Kafka broker is not running")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def function_name(self, logical_id: str) -> str:
+        """The local name of a template function (``CreateTopicsFunction`` -> ``deployflow-local-CreateTopics``)."""
+        if logical_id not in self.function_arns:
+            raise KeyError(f"no function {logical_id} in template.yaml (functions: {', '.join(self.function_arns)})")
+        return self.function_arns[logical_id].rsplit(":", 1)[-1]
 
     def snapshot(self) -> Snapshot:
         """What a release can change, read through independent clients (for before/after comparisons)."""

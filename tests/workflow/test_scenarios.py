@@ -494,6 +494,29 @@ def test_given_kafka_down_then_create_topics_retries_with_capped_backoff_and_fai
     assert inbox.notifications() == [], "the workflow published a summary for an uncaught transient error"
 
 
+def test_given_a_step_outliving_its_function_timeout_then_the_task_fails_with_sandbox_timedout_uncaught(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "step-timeout")
+    o = result.outcome
+
+    assert o.status == "FAILED", describe(o)
+    assert o.error == "Sandbox.Timedout", describe(o)
+    assert cause_error_type(o) == "Sandbox.Timedout", describe(o)
+    assert o.failed_state == "Create Kafka topics", describe(o)
+    [topics_visit] = visits(o, "Create Kafka topics")
+    # Not in any Retry of the state (a timed-out step may have half-done its work): one attempt, then the end.
+    assert topics_visit.attempts == 1, topics_visit
+    assert "Summarize failure" not in o.path, describe(o)
+    assert inbox.notifications() == [], "the workflow published a summary for an error it does not own"
+    assert_services_not_restarted(stack, result)
+    # The emulator killed the timed-out runtime; the function's next invocation gets a fresh one that works.
+    response = stack.client("lambda").invoke(
+        FunctionName=stack.function_name("CreateTopicsFunction"), Payload=b'{"not": "a release"}'
+    )
+    assert json.loads(response["Payload"].read())["errorType"] == "InvalidInputError"
+
+
 def test_given_a_service_whose_deployment_fails_then_the_release_fails_naming_it_and_its_rollback(
     stack: LocalStack, inbox: Inbox
 ) -> None:
@@ -689,6 +712,7 @@ TESTED = {
     "migration-timeout",
     "schema-drift",
     "kafka-down",
+    "step-timeout",
     "service-fails",
     "concurrent",
     "invalid-input",
