@@ -1,6 +1,6 @@
 """AWS for the local stack: moto with its Step Functions interpreter and the local seams, in-process or as a server.
 
-Two modes, same backends, same seams - Lambda handlers run in-process (lambda_seam), ECS tasks really run and
+Two modes, same backends, same seams - Lambda functions run in a Lambda runtime or in-process (lambda_seam), ECS tasks really run and
 services roll out (ecs_seam), Wait/Retry delays are scaled (timescale), interpreter fixes (sfn_seam):
 
 ``in-process`` (``mock_aws``)
@@ -10,10 +10,10 @@ services roll out (ecs_seam), Wait/Retry delays are scaled (timescale), interpre
 
 ``server`` (``ThreadedMotoServer`` on a free loopback port) - what the local stack uses
   The deployflow CLI and the AWS CLI reach it from other processes with ``--endpoint-url`` (``client_environment()``
-  gives the variables). Lambda handlers still run in this process - in the server's request thread - and their boto3
-  clients reach the same server through ``AWS_ENDPOINT_URL`` plus fake credentials, which the Lambda seam sets for
-  the duration of each invocation. The interpreter calls Lambda at ``localhost:$MOTO_PORT`` (moto's
-  ``boto_client_for``); this mode points that at its own port.
+  gives the variables). Each Lambda function runs in its own Lambda runtime process (lambda_runtime.py: the Runtime
+  Interface Emulator with awslambdaric), whose boto3 clients reach the same server through ``AWS_ENDPOINT_URL`` plus
+  fake credentials. The interpreter calls Lambda at ``localhost:$MOTO_PORT`` (moto's ``boto_client_for``); this
+  mode points that at its own port.
 
 moto's state and the seams' patches are process-global: one ``LocalAws`` per process at a time (a second one's
 start raises SeamError). Start and stop reset every backend.
