@@ -1,7 +1,8 @@
 """AWS for the local stack: moto with its Step Functions interpreter and the local seams, in-process or as a server.
 
-Two modes, same backends, same seams - Lambda functions run in a Lambda runtime or in-process (lambda_seam), ECS tasks really run and
-services roll out (ecs_seam), Wait/Retry delays are scaled (timescale), interpreter fixes (sfn_seam):
+Two modes, same backends, same seams - Lambda functions run in a Lambda runtime or in-process (lambda_seam), ECS
+tasks really run and services roll out (ecs_seam), Wait/Retry delays are scaled (timescale), interpreter fixes
+(sfn_seam):
 
 ``in-process`` (``mock_aws``)
   boto3 calls made in this process are intercepted by moto. For handler tests and fast workflow tests. Any
