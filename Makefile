@@ -10,11 +10,14 @@ SAM_STAMP := $(SAM_VENV)/.installed
 
 .PHONY: demo test lint format bench diagram scenarios system-deps kafka-jars clean
 
-$(STAMP): requirements-dev.txt functions/requirements.txt constraints.txt pyproject.toml
+# The package with its extras (pyproject.toml): `local` (the local stack) and `dev` (lint, tests), pinned by constraints.
+$(STAMP): pyproject.toml functions/requirements.txt requirements-local.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[local,dev]'
+	@# The wheel carries only the CLI's share of functions/; here all of it is importable, as in the Lambda runtime
+	@# (the local stack runs its handlers and `python -m dbmigrate`).
+	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "deployflow-functions.pth").write_text("$(CURDIR)/functions\n")'
 	touch $(STAMP)
 
 $(SAM_STAMP): requirements-sam.txt constraints-sam.txt

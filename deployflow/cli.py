@@ -190,8 +190,8 @@ def execution_name(image_tag: str, idempotency_key: str | None, now: datetime | 
 
 def build_input(args: argparse.Namespace) -> dict[str, Any]:
     """The execution input, validated by the same model the first step uses; raises ValueError naming fields."""
+    from release_steps.messages import describe_validation_error
     from release_steps.models import ReleaseInput
-    from release_steps.observability import describe_validation_error
 
     document: dict[str, Any] = {"imageTag": args.image_tag, "dryRun": bool(args.dry_run)}
     # An explicit but empty value (e.g. an unset pipeline variable) is an error, not "use the default":
@@ -339,14 +339,41 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="stop following after this many seconds")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deployflow")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "unknown (not installed)"
+
+
+def _local_missing(reason: str) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        print(
+            f"deployflow local: the local stack is not installed here ({reason}): in a checkout, "
+            "`make .venv/.installed` (or pip install -e '.[local]' with functions/ on the path)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+    return handler
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
-    from deployflow.local.scenarios import SCENARIOS
-
     root = argparse.ArgumentParser(prog="deployflow", description=__doc__.split("\n\n")[0])
+    root.add_argument("--version", action="version", version=f"deployflow {_version()}")
     commands = root.add_subparsers(dest="command", required=True)
 
-    local = commands.add_parser("local", help="the embedded local stack")
+    local = commands.add_parser("local", help="the embedded local stack (needs deployflow[local], in a checkout)")
+    try:
+        from deployflow.local.scenarios import SCENARIOS
+    except ModuleNotFoundError as e:  # an operator's install: start / watch only
+        local.set_defaults(handler=_local_missing(f"no module {e.name}"))
+        local.add_argument("anything", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        SCENARIOS = {}
+        local = argparse.ArgumentParser()  # the local subcommands below go to a parser that is never used
     local_commands = local.add_subparsers(dest="local_command", required=True)
     run = local_commands.add_parser("run", help="run the whole workflow locally, end to end")
     run.add_argument("--scenario", choices=sorted(SCENARIOS), default="happy")

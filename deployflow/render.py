@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from release_steps.record import cause_message
+from release_steps.messages import cause_message
 
 from deployflow.progress import ExecutionOutcome, ProgressEvent
 

@@ -1,6 +1,6 @@
 """Reversible attribute patches on moto's classes and modules: the mechanism every local-stack seam uses.
 
-moto is pinned exactly (requirements-dev.txt) because these patches replace its internals. A patch refuses to apply
+moto is pinned exactly (requirements-local.txt) because these patches replace its internals. A patch refuses to apply
 when the attribute it replaces is gone, so a moto upgrade that moves a seam fails loudly at install time, and the
 canary tests (tests/canary/) fail when the behaviour behind a seam changes.
 """
@@ -34,7 +34,7 @@ class AttributePatch:
         if not hasattr(self.owner, self.name):
             raise SeamError(
                 f"{getattr(self.owner, '__name__', self.owner)!r} has no attribute {self.name!r}: "
-                "moto changed the seam this local stack patches (moto is pinned in requirements-dev.txt)"
+                "moto changed the seam this local stack patches (moto is pinned in requirements-local.txt)"
             )
         # Save the owner's own entry (not an inherited one) so that reverting does not leave a copy on a subclass.
         self._saved = vars(self.owner).get(self.name, _MISSING)

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from release_steps.errors import DeployflowError, InvalidInputError
+from release_steps.messages import describe_validation_error
 
 logger = Logger(service="deployflow")
 tracer = Tracer(service="deployflow")
@@ -27,15 +28,6 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service="deployflow")
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
-
-
-def describe_validation_error(error: ValidationError, what: str) -> str:
-    """One line naming every offending field, e.g. ``imageTag: String should match pattern ...``."""
-    parts = []
-    for err in error.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(document)"
-        parts.append(f"{field}: {err['msg']}")
-    return f"invalid {what}: " + "; ".join(parts)
 
 
 def parse_event(model: type[M], event: Any, what: str = "step input") -> M:

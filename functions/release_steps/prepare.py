@@ -14,6 +14,7 @@ from release_steps import clients, config
 from release_steps.aws_errors import error_code, error_message, translate_throttling
 from release_steps.config import ReleaseSettings
 from release_steps.errors import DeploymentInProgressError, InvalidInputError
+from release_steps.messages import describe_validation_error
 from release_steps.models import (
     ExecutionContext,
     PollSettings,
@@ -22,7 +23,7 @@ from release_steps.models import (
     ReleaseRequest,
     ReleaseState,
 )
-from release_steps.observability import describe_validation_error, logger, parse_event, step
+from release_steps.observability import logger, parse_event, step
 from release_steps.timeutil import parse_iso, to_iso
 
 STEP_NAME = "Validate release request"

@@ -16,6 +16,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from release_steps.messages import cause_message, describe_validation_error
 from release_steps.models import (
     DeploymentRecord,
     FailureInfo,
@@ -28,7 +29,7 @@ from release_steps.models import (
     ServiceRollout,
     TopicsResult,
 )
-from release_steps.observability import describe_validation_error, logger, step
+from release_steps.observability import logger, step
 from release_steps.timeutil import to_iso, utc_now
 
 STATE_NAME = "Build deployment record"
@@ -211,19 +212,6 @@ def describe_failure(state: RecordStepInput) -> FailureDetails | None:
         failed_step=failed_step or infer_failed_step(state),
         next_step=next_step_hint(error),
     )
-
-
-def cause_message(cause: str | None) -> str:
-    """The error message inside a Lambda cause (``{"errorMessage", "errorType", ...}``), else the cause itself."""
-    if not cause:
-        return ""
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause.strip()
-    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
-        return str(parsed["errorMessage"]).strip()
-    return cause.strip()
 
 
 def infer_failed_step(state: RecordStepInput) -> str:

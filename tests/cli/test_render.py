@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from release_steps.record import cause_message
+from release_steps.messages import cause_message
 
 from deployflow.progress import ExecutionOutcome, HistoryTracker
 from deployflow.render import ProgressPrinter, deadline_bar, outcome_report

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 from release_steps.errors import ImageNotFoundError, InvalidInputError, MigrationTimeoutError
+from release_steps.messages import describe_validation_error
 from release_steps.models import ReleaseState
-from release_steps.observability import describe_validation_error, logger, parse_event, step
+from release_steps.observability import logger, parse_event, step
 
 NO_CONTEXT: Any = None  # the decorator never reads the Lambda context
 EXECUTION_ID = "arn:aws:states:us-east-1:123456789012:execution:deployflow-release:release-2026-11-23-4"

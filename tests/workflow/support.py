@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg2
 from confluent_kafka.admin import AdminClient
-from release_steps import record
+from release_steps import messages
 
 from deployflow.local.postgres import ConnectionParams
 from deployflow.local.template import ASL_PATH
@@ -96,7 +96,7 @@ def loop_turns(path: Sequence[str], loop: str) -> int:
 
 def cause_message(outcome: ExecutionOutcome) -> str:
     """The error message inside the cause (a Lambda error's cause is the runtime's JSON error payload)."""
-    return record.cause_message(outcome.cause)
+    return messages.cause_message(outcome.cause)
 
 
 def cause_error_type(outcome: ExecutionOutcome) -> str | None:
