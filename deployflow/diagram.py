@@ -372,6 +372,9 @@ def to_dot(
         )
 
     looping = _looping(edges)
+    # A loop's entry (its first check, reached from the way through) stays on the way through; the edge that comes
+    # back to it goes round the loop without pulling it down.
+    entries = {e.dst for e in edges if e.kind != "catch" and e not in looping and any(e.dst == x.dst for x in looping)}
     plain_pairs = {(e.src, e.dst) for e in edges if e.kind != "catch"}
     catch_pairs = {(e.src, e.dst) for e in edges if e.kind == "catch"}
     for edge in edges:
@@ -393,8 +396,10 @@ def to_dot(
         else:
             if edge.label:
                 attrs["label"] = edge.label
-            if edge not in looping:
+            if edge not in looping or edge.src in entries:
                 attrs["weight"] = "8"  # the way through stays straight; a poll loop goes round it
+            elif edge.dst in entries:
+                attrs["constraint"] = "false"
         if lit:
             attrs.update(color=PATH, fontcolor=PATH, penwidth="2.4")
         elif highlighted:

@@ -1,7 +1,8 @@
 """Check migration task: judge the migration container (not sidecars) once the task stopped; enforce the deadline.
 
-Still running: ``done`` stays false and the state machine waits and checks again, until the deadline carried in
-the state, when the task is stopped and ``MigrationTimeoutError`` ends the release. Stopped: exit code 0 is
+The state machine checks right after Run migration task. Still running: ``done`` stays false and the state
+machine waits ``nextWaitSeconds`` (1, 2, 4 ... up to MigrationPollSeconds) and checks again, until the deadline
+carried in the state, when the task is stopped and ``MigrationTimeoutError`` ends the release. Stopped: exit code 0 is
 success; anything else is ``MigrationFailedError`` with the stop code, reasons and the tail of the container's
 CloudWatch log, so the incident channel sees why without opening the console.
 """
@@ -21,7 +22,7 @@ from release_steps.ecs import EcsClient, EcsTask, LogLocation
 from release_steps.errors import InvalidInputError, MigrationFailedError, MigrationTimeoutError
 from release_steps.models import MigrationStepInput, MigrationTask
 from release_steps.observability import logger, parse_event, step
-from release_steps.timeutil import parse_iso, seconds_between, to_iso, utc_now
+from release_steps.timeutil import next_poll_seconds, parse_iso, seconds_between, to_iso, utc_now
 
 STEP_NAME = "Check migration task"
 LOG_TAIL_MAX_CHARS = 4000  # keeps the error (and the Step Functions cause) readable and well under its limits
@@ -112,7 +113,10 @@ def check_migration(
                 f"migration task {task.arn} was still {task.last_status} at its deadline {migration.deadline} "
                 f"(MIGRATION_TIMEOUT_SECONDS={settings.migration_timeout_seconds}, {checks} checks); it was stopped"
             )
-        return migration.model_copy(update={"status": task.phase, "checks": checks, "started_at": started_at})
+        wait = next_poll_seconds(checks, state.poll.migration_seconds)
+        return migration.model_copy(
+            update={"status": task.phase, "checks": checks, "started_at": started_at, "next_wait_seconds": wait}
+        )
 
     if not task.has_completed(settings.migration_container_name):
         raise MigrationFailedError(failure_message(task, settings, ecs, logs))

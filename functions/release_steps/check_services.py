@@ -18,7 +18,7 @@ from release_steps.ecs import EcsClient, EcsDeployment, EcsService, EcsTask
 from release_steps.errors import InvalidInputError, ServiceDeploymentFailedError, ServiceRolloutTimeoutError
 from release_steps.models import RolloutResult, RolloutStepInput, ServiceRollout
 from release_steps.observability import logger, parse_event, step
-from release_steps.timeutil import parse_iso, utc_now
+from release_steps.timeutil import next_poll_seconds, parse_iso, utc_now
 
 STEP_NAME = "Check services"
 RECENT_EVENTS = 3
@@ -138,7 +138,10 @@ def check_services(
             f"(SERVICES_TIMEOUT_SECONDS={settings.services_timeout_seconds}, {checks} checks) "
             f"in cluster {ecs.cluster}: {still}"
         )
-    return rollout.model_copy(update={"services": updated, "done": not in_progress, "checks": checks})
+    wait = next_poll_seconds(checks, state.poll.services_seconds)
+    return rollout.model_copy(
+        update={"services": updated, "done": not in_progress, "checks": checks, "next_wait_seconds": wait}
+    )
 
 
 @step(STEP_NAME)

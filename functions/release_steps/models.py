@@ -66,7 +66,7 @@ class ReleaseRequest(Model):
 
 
 class PollSettings(Model):
-    """Wait intervals read by the ASL's Wait states (``SecondsPath``)."""
+    """The poll loops' ceilings (MigrationPollSeconds, ServicesPollSeconds): the longest wait between two checks."""
 
     migration_seconds: int
     services_seconds: int
@@ -106,7 +106,8 @@ TaskStatus = Literal["PENDING", "RUNNING", "STOPPED", "SKIPPED"]
 
 
 class MigrationTask(Model):
-    """The migration ECS task and, once it stopped, its verdict. ``done`` drives the ASL's wait loop."""
+    """The migration ECS task and, once it stopped, its verdict. ``done`` drives the ASL's wait loop and
+    ``next_wait_seconds`` (set by each check) its Wait state."""
 
     cluster: str
     task_definition_arn: str
@@ -122,6 +123,7 @@ class MigrationTask(Model):
     stopped_reason: str | None = None
     duration_seconds: float | None = None
     checks: int = 0
+    next_wait_seconds: int = Field(default=1, ge=1, le=3600)
     dry_run_note: str | None = None
 
 
@@ -181,12 +183,13 @@ class ServiceRollout(Model):
 
 
 class RolloutResult(Model):
-    """Every service's rollout; ``done`` drives the ASL's wait loop."""
+    """Every service's rollout; ``done`` drives the ASL's wait loop and ``next_wait_seconds`` its Wait state."""
 
     services: list[ServiceRollout]
     done: bool
     deadline: str
     checks: int = 0
+    next_wait_seconds: int = Field(default=1, ge=1, le=3600)
     dry_run: bool = False
 
 

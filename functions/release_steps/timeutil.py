@@ -1,4 +1,4 @@
-"""UTC timestamps as the state carries them: ISO-8601 with a ``Z`` suffix (deadlines, start and stop times)."""
+"""UTC timestamps as the state carries them (ISO-8601 with a ``Z`` suffix) and the poll loops' adaptive wait."""
 
 from __future__ import annotations
 
@@ -40,3 +40,20 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     if start is None or end is None:
         return None
     return round((end - start).total_seconds(), 3)
+
+
+FIRST_POLL_SECONDS = 1  # the first wait of a poll loop: a task that stops at once is noticed about a second later
+
+
+def next_poll_seconds(checks: int, ceiling: int) -> int:
+    """The wait before the next check after ``checks`` checks: 1, 2, 4, 8 ... seconds, capped at ``ceiling``.
+
+    The loop checks right after its start step; doubling from one second notices a short task quickly and costs a
+    long one only the few extra turns of the ramp (at most log2(ceiling)) over a loop polling at the ceiling.
+    """
+    if ceiling < 1:
+        raise InvalidInputError(f"invalid step input: poll ceiling must be at least 1 second, got {ceiling}")
+    doublings = max(checks - 1, 0)
+    if doublings >= ceiling.bit_length():
+        return ceiling
+    return min(ceiling, FIRST_POLL_SECONDS << doublings)

@@ -67,6 +67,7 @@ def test_given_a_running_task_before_its_deadline_when_checked_then_not_done_and
     assert result.done is False
     assert result.status == "RUNNING"
     assert result.checks == 3
+    assert result.next_wait_seconds == 4, "third check: the wait doubles from 1 s (1, 2, 4 ...)"
     assert result.task_arn == task_arn
     assert world.backend_task(task_arn).desired_status == "RUNNING", "a check does not touch a running task"
 

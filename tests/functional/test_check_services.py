@@ -94,6 +94,7 @@ def test_given_one_deployment_in_progress_before_the_deadline_when_checked_then_
         "alert-notifier": "COMPLETED",
     }
     assert result.checks == 1
+    assert result.next_wait_seconds == 1, "the first check (right after the restart) asks for a one-second wait"
 
 
 def test_given_a_deployment_still_in_progress_past_the_deadline_when_checked_then_timeout_names_it(

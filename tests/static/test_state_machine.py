@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from release_steps import errors
+from release_steps.timeutil import next_poll_seconds
 
 from tests.static import documents as docs
 
@@ -27,10 +28,12 @@ SUCCESS_PATH = [
     "Validate release request",
     "Check migration image",
     "Run migration task",
+    "Check migration task",
     "Migration task finished?",
     "Verify schema",
     "Create Kafka topics",
     "Restart services",
+    "Check services",
     "Services rolled out?",
     "Build deployment record",
     "Notify success",
@@ -124,36 +127,38 @@ def test_given_the_first_state_then_it_receives_the_raw_input_and_the_execution_
 
 
 @pytest.mark.parametrize(
-    ("choice", "done_target", "wait", "check", "seconds_path"),
+    ("starter", "choice", "done_target", "wait", "check", "result"),
     [
         (
+            "Run migration task",
             "Migration task finished?",
             "Verify schema",
             "Wait for migration task",
             "Check migration task",
-            "$.poll.migrationSeconds",
+            "$.migration",
         ),
         (
+            "Restart services",
             "Services rolled out?",
             "Build deployment record",
             "Wait for services",
             "Check services",
-            "$.poll.servicesSeconds",
+            "$.rollout",
         ),
     ],
 )
-def test_given_a_wait_loop_then_it_waits_by_the_polled_interval_and_checks_again(
-    choice: str, done_target: str, wait: str, check: str, seconds_path: str
+def test_given_a_wait_loop_then_it_checks_at_once_waits_what_the_check_returned_and_checks_again(
+    starter: str, choice: str, done_target: str, wait: str, check: str, result: str
 ) -> None:
     all_states = docs.states()
-    section = seconds_path.rsplit(".", 1)[0]
-    result = "$.migration" if "migration" in seconds_path else "$.rollout"
+    seconds_path = f"{result}.nextWaitSeconds"
+    assert all_states[starter]["Next"] == check, f"{starter!r} must hand over to {check!r} with no wait before it"
     assert all_states[choice]["Choices"] == [
         {"Variable": f"{result}.done", "BooleanEquals": True, "Next": done_target}
     ], f"{choice!r} must leave the loop on {result}.done == true"
     assert all_states[choice]["Default"] == wait
     assert all_states[wait]["Type"] == "Wait"
-    assert all_states[wait]["SecondsPath"] == seconds_path, f"{wait!r} must wait {section} seconds from the state"
+    assert all_states[wait]["SecondsPath"] == seconds_path, f"{wait!r} must wait the {seconds_path} its check returned"
     assert all_states[wait]["Next"] == check
     assert all_states[check]["Next"] == choice, f"{check!r} must go back to {choice!r}"
     assert all_states[check]["ResultPath"] == result
@@ -389,9 +394,13 @@ def test_given_the_deadlines_at_their_maximum_then_the_execution_timeout_still_c
 
 
 def test_given_the_fastest_allowed_polling_then_an_execution_stays_under_the_history_limit() -> None:
+    # Each loop's waits double from 1 s up to its ceiling: the ramp's turns (fewer than log2(ceiling) + 1 per loop)
+    # come on top of a loop polling at the lowest ceiling the template allows for the whole execution.
     parameters = docs.template()["Parameters"]
     fastest = min(parameters["MigrationPollSeconds"]["MinValue"], parameters["ServicesPollSeconds"]["MinValue"])
-    turns = docs.asl()["TimeoutSeconds"] / fastest
+    ceilings = [parameters[p]["MaxValue"] for p in ("MigrationPollSeconds", "ServicesPollSeconds")]
+    ramp = sum(next(n for n in range(1, 64) if next_poll_seconds(n, c) == c) for c in ceilings)
+    turns = docs.asl()["TimeoutSeconds"] / fastest + ramp
     assert turns * EVENTS_PER_POLL < HISTORY_EVENT_LIMIT * 0.8, (
         f"{turns:.0f} poll turns x {EVENTS_PER_POLL} events can reach Step Functions' {HISTORY_EVENT_LIMIT}-event limit"
     )

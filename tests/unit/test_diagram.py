@@ -35,11 +35,12 @@ CHECKED_IN = REPO_ROOT / "docs" / "workflow.svg"
 SVG = "{http://www.w3.org/2000/svg}"
 XLINK_TITLE = "{http://www.w3.org/1999/xlink}title"
 
-# A release that polls the migration twice, then fails verifying the schema.
+# A release that waits for the migration twice, then fails verifying the schema.
 FAILED_PATH = [
     "Validate release request",
     "Check migration image",
     "Run migration task",
+    "Check migration task",
     "Migration task finished?",
     "Wait for migration task",
     "Check migration task",
@@ -229,8 +230,9 @@ def test_given_the_asl_when_laid_out_then_the_way_through_is_one_column_and_the_
 ) -> None:
     nodes = _nodes(plain)
     centres = {name: _centre(group) for name, group in nodes.items()}
-    way = ["Validate release request", "Check migration image", "Run migration task", "Migration task finished?"]
-    way += ["Verify schema", "Create Kafka topics", "Restart services", "Services rolled out?"]
+    way = ["Validate release request", "Check migration image", "Run migration task", "Check migration task"]
+    way += ["Migration task finished?", "Verify schema", "Create Kafka topics", "Restart services", "Check services"]
+    way += ["Services rolled out?"]
     way += ["Build deployment record", "Notify success", "Return deployment record", "Release succeeded"]
     xs = {round(centres[name][0]) for name in way}
     assert max(xs) - min(xs) <= 2, f"the way through zigzags: {sorted(xs)}"
@@ -319,7 +321,7 @@ def test_given_a_path_when_drawn_then_exactly_its_states_are_marked_with_visit_c
     dimmed = {name for name, group in nodes.items() if "dimmed" in _classes(group)}
     assert dimmed == set(definition["States"]) - set(FAILED_PATH)
     assert "\u00d73" in _texts(nodes["Migration task finished?"])
-    assert "\u00d72" in _texts(nodes["Check migration task"])
+    assert "\u00d73" in _texts(nodes["Check migration task"])
     assert not [t for t in _texts(nodes["Verify schema"]) if t.startswith("\u00d7")], "entered once: no count"
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from release_steps.errors import InvalidInputError
-from release_steps.timeutil import deadline_after, parse_iso, seconds_between, to_iso
+from release_steps.timeutil import deadline_after, next_poll_seconds, parse_iso, seconds_between, to_iso
 
 MOMENT = datetime(2026, 11, 23, 10, 15, 30, 123456, tzinfo=UTC)
 
@@ -44,3 +44,22 @@ def test_given_start_and_end_when_measured_then_seconds_else_none() -> None:
     assert seconds_between(MOMENT, MOMENT + timedelta(seconds=46, milliseconds=531)) == 46.531
     assert seconds_between(None, MOMENT) is None
     assert seconds_between(MOMENT, None) is None
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "waits"),
+    [(10, [1, 2, 4, 8, 10, 10, 10]), (15, [1, 2, 4, 8, 15, 15, 15]), (16, [1, 2, 4, 8, 16, 16, 16]), (1, [1] * 7)],
+)
+def test_given_successive_checks_when_the_next_wait_is_asked_then_it_doubles_from_one_second_to_the_ceiling(
+    ceiling: int, waits: list[int]
+) -> None:
+    assert [next_poll_seconds(checks, ceiling) for checks in range(1, 8)] == waits
+
+
+def test_given_a_very_long_loop_when_the_next_wait_is_asked_then_it_stays_at_the_ceiling() -> None:
+    assert next_poll_seconds(10_000, 300) == 300
+
+
+def test_given_a_ceiling_below_one_second_when_the_next_wait_is_asked_then_invalid_input() -> None:
+    with pytest.raises(InvalidInputError, match="at least 1 second"):
+        next_poll_seconds(1, 0)

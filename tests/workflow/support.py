@@ -79,9 +79,10 @@ def loop_segment(path: Sequence[str], loop: str) -> list[str]:
 
 
 def expected_loop(loop: str, turns: int, *, left_by: str) -> list[str]:
-    """The exact run of a loop with ``turns`` waits, left by the Choice (``done``) or by an error of the Check."""
+    """The exact run of a loop with ``turns`` waits, left by the Choice (``done``) or by an error of the Check: the
+    first check comes right after the start step, with no wait before it."""
     choice, wait, check = LOOPS[loop]
-    states = [choice, *[s for _ in range(turns) for s in (wait, check, choice)]]
+    states = [check, choice, *[s for _ in range(turns) for s in (wait, check, choice)]]
     if left_by == "error":
         return states[:-1]
     if left_by != "choice":

@@ -111,9 +111,14 @@ def assert_single_attempts(outcome: ExecutionOutcome, *, except_states: tuple[st
 
 
 def poll_seconds(outcome: ExecutionOutcome) -> dict[str, int]:
-    """The poll intervals the Wait states read (``$.poll``), from the validation step's output."""
+    """The poll loops' ceilings (``$.poll``), from the validation step's output."""
     poll = state_output(outcome, "Validate release request")["poll"]
     return {"migration": int(poll["migrationSeconds"]), "services": int(poll["servicesSeconds"])}
+
+
+def designed_waits(ceiling: int, turns: int) -> list[int]:
+    """The waits the design promises a loop: 1, 2, 4 ... seconds, doubling up to the ceiling."""
+    return [min(ceiling, 2 ** min(k, 30)) for k in range(turns)]
 
 
 def _parse_time(value: str) -> datetime:
@@ -121,36 +126,41 @@ def _parse_time(value: str) -> datetime:
 
 
 def assert_loop(stack: LocalStack, outcome: ExecutionOutcome, loop: str, *, left_by: str) -> int:
-    """The loop's states form exactly Choice (Wait, Check, Choice)* — minus the last Choice when a Check failed —
-    it waited at least once, and no more often than its deadline allows. Returns the number of turns (waits).
+    """The loop's states form exactly Check, Choice (Wait, Check, Choice)* — minus the last Choice when a Check
+    failed — with no wait before the first check, and it waited no more often than its deadline allows. Returns the
+    number of turns (waits).
 
-    Bound: the step before the loop fixes ``deadline``; each Wait sleeps at least poll * time scale; every Check
-    before the last ran before the deadline. So turns <= (deadline - loop start) / (poll * scale) + 1.
+    Bound: the step before the loop fixes ``deadline``; the k-th Wait sleeps the designed wait (1, 2, 4 ... s up to
+    the ceiling) x time scale; every Check before the last ran before the deadline. So the waits before the last
+    check sum to at most (deadline - loop start).
     """
     segment = loop_segment(outcome.path, loop)
     turns = loop_turns(outcome.path, loop)
     assert segment == expected_loop(loop, turns, left_by=left_by), (
         f"the {loop} loop is malformed: {segment}{describe(outcome)}"
     )
-    assert turns >= 1, f"the {loop} loop never waited{describe(outcome)}"
     starter, result_key = STARTERS[loop]
     deadline = _parse_time(state_output(outcome, starter)[result_key]["deadline"])
     started = visits(outcome, starter)[0].entered_at
-    scaled_poll = poll_seconds(outcome)[loop] * stack.options.time_scale
-    bound = int((deadline - started).total_seconds() / scaled_poll) + 1
-    assert turns <= bound, f"the {loop} loop ran {turns} turns, more than its bound {bound}{describe(outcome)}"
+    allowed = (deadline - started).total_seconds()
+    waited_before_last = sum(designed_waits(poll_seconds(outcome)[loop], max(turns - 1, 0)))
+    assert waited_before_last * stack.options.time_scale <= allowed, (
+        f"the {loop} loop ran {turns} turns: its check before the last came after {waited_before_last} s of waits "
+        f"(x{stack.options.time_scale}), past its deadline {allowed:.1f} s after the start{describe(outcome)}"
+    )
     return turns
 
 
 def assert_waits_recorded(stack: LocalStack, outcome: ExecutionOutcome) -> None:
-    """Every Wait state slept for its SecondsPath value (scaled), one recorded delay per Wait entered."""
+    """Every Wait state slept the designed wait (scaled), one recorded delay per Wait entered, in path order."""
     poll = poll_seconds(outcome)
-    expected = [
-        float(poll[loop])
-        for state in outcome.path
-        for loop, (_, wait, _) in LOOPS.items()
-        if state == wait  # in path order
-    ]
+    seen = dict.fromkeys(LOOPS, 0)
+    expected: list[float] = []
+    for state in outcome.path:
+        for loop, (_, wait, _) in LOOPS.items():
+            if state == wait:
+                seen[loop] += 1
+                expected.append(float(designed_waits(poll[loop], seen[loop])[-1]))
     assert stack.aws is not None
     waits = [d for d in stack.aws.time.delays if d.kind == "wait"]
     assert [d.requested_seconds for d in waits] == expected, f"Wait delays: {waits}{describe(outcome)}"
