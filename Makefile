@@ -57,7 +57,7 @@ diagram: system-deps $(STAMP)
 	$(BIN)/python -m deployflow.diagram
 
 scenarios: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
-	for s in happy image-missing migration-fails migration-timeout schema-drift kafka-down step-timeout service-fails concurrent invalid-input dry-run rerun; do \
+	for s in happy image-missing migration-fails migration-timeout schema-drift kafka-down step-timeout service-fails concurrent invalid-input dry-run unsafe-migration rerun; do \
 		$(BIN)/deployflow local run --scenario $$s > /dev/null 2>&1 && echo "$$s: as expected" || { echo "$$s: NOT as expected"; exit 1; }; \
 	done
 

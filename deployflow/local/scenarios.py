@@ -42,6 +42,17 @@ SLOW_MIGRATION = """\
 -- A migration that outlives the workflow's deadline (e.g. a table rewrite on a big table).
 SELECT pg_sleep(600);
 """
+PENDING_MIGRATION = """\
+-- The dry run's pending file: a constant default needs no rewrite, but ALTER TABLE still takes ACCESS EXCLUSIVE.
+ALTER TABLE rules ADD COLUMN priority integer NOT NULL DEFAULT 0;
+"""
+UNSAFE_MIGRATION = """\
+-- Drops a column the running service version may still read: squawk's ban-drop-column.
+ALTER TABLE notifications DROP COLUMN last_error;
+"""
+UNSAFE_WAIVER = (
+    "-- deployflow:allow ban-drop-column: last_error unread since service v41 (2026-10), the oldest running\n"
+)
 
 
 @dataclass(frozen=True)
@@ -469,17 +480,22 @@ def _invalid_input(stack: LocalStack, observer: Observer | None) -> ScenarioResu
 
 
 def _dry_run(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    apply_migrations(stack)
+    pending = migrations_with(stack, "V0002__add_rule_priority.sql", PENDING_MIGRATION)
     before = stack.snapshot()
-    outcome = execute(stack, {"imageTag": DEFAULT_TAG, "dryRun": True}, observer)
+    with overrides(stack, task_env={"MIGRATIONS_DIR": str(pending)}):
+        outcome = execute(stack, {"imageTag": DEFAULT_TAG, "dryRun": True}, observer)
     after = stack.snapshot()
     record = outcome.output or {}
     topics = (record.get("topics") or {}).get("topics") or []
+    plan = (record.get("migration") or {}).get("plan") or []
     checks = [
         Check("the record is a dry run", record.get("outcome") == "dry-run", str(record.get("outcome"))),
         Check(
-            "it reports the pending migration",
-            "V0001" in str((record.get("schema") or {}).get("pendingMigrations")),
-            str((record.get("schema") or {}).get("pendingMigrations")),
+            "the plan shows the pending V0002 and its ACCESS EXCLUSIVE lock",
+            [(p.get("file"), p.get("lock"), p.get("lint")) for p in plan]
+            == [("V0002__add_rule_priority.sql", "ACCESS EXCLUSIVE", "pass")],
+            str([(p.get("file"), p.get("lock"), p.get("lint")) for p in plan]),
         ),
         Check(
             "it reports the topics it would create",
@@ -487,9 +503,64 @@ def _dry_run(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
             and all(t.get("action") == "create" for t in topics),
             ", ".join(str(t.get("action")) for t in topics),
         ),
-        *_nothing_changed(before, after),
+        *_nothing_applied(before, after),
+        _column_absent(stack, "rules", "priority"),
     ]
     return _result("dry-run", "SUCCEEDED", None, [outcome], before, after, checks)
+
+
+def _nothing_applied(before: Snapshot, after: Snapshot) -> list[Check]:
+    """A dry run's bound: one task (the read-only plan) ran, at most the release's own revision was registered."""
+    return [
+        _unchanged("database tables", before.tables, after.tables),
+        _unchanged("migration history", before.history, after.history),
+        _unchanged("Kafka topics", before.topics, after.topics),
+        _unchanged("services' deployments", before.primary_deployments, after.primary_deployments),
+        Check(
+            "one ECS task started: the plan",
+            after.tasks_started == before.tasks_started + 1,
+            f"{before.tasks_started} -> {after.tasks_started}",
+        ),
+        Check(
+            "at most the release's revision registered",
+            len(after.task_definition_revisions) - len(before.task_definition_revisions) in (0, 1),
+            f"{before.task_definition_revisions} -> {after.task_definition_revisions}",
+        ),
+    ]
+
+
+def _unsafe_migration(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    apply_migrations(stack)
+    waived = migrations_with(stack, "V0002__drop_last_error.sql", UNSAFE_WAIVER + UNSAFE_MIGRATION)
+    with overrides(stack, task_env={"MIGRATIONS_DIR": str(waived)}):
+        dry = execute(stack, {"imageTag": DEFAULT_TAG, "dryRun": True}, observer)
+    unsafe = migrations_with(stack, "V0002__drop_last_error.sql", UNSAFE_MIGRATION)
+    before = stack.snapshot()
+    with overrides(stack, task_env={"MIGRATIONS_DIR": str(unsafe)}):
+        outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+    after = stack.snapshot()
+    plan = ((dry.output or {}).get("migration") or {}).get("plan") or []
+    findings = [(f.get("rule"), bool(f.get("waived"))) for p in plan for f in p.get("findings") or []]
+    checks = [
+        Check("with the waiver, the dry run passes", dry.status == "SUCCEEDED", f"{dry.status} {dry.error or ''}"),
+        Check(
+            "its plan shows the finding as waived, lint pass",
+            findings == [("ban-drop-column", True)] and [p.get("lint") for p in plan] == ["pass"],
+            str(findings),
+        ),
+        _error_mentions(outcome, "MigrationLintError", "ban-drop-column", "nothing applied"),
+        _unchanged("migration history", before.history, after.history),
+        _unchanged("database tables", before.tables, after.tables),
+        _column_present(stack, "notifications", "last_error"),
+        _no_service_restarted(before, after),
+        _unchanged("Kafka topics (never reached)", before.topics, after.topics),
+    ]
+    return _result("unsafe-migration", "FAILED", "MigrationFailedError", [dry, outcome], before, after, checks)
+
+
+def _column_present(stack: LocalStack, table: str, column: str) -> Check:
+    absent = _column_absent(stack, table, column)
+    return Check(f"column {table}.{column} still there", not absent.ok, absent.detail)
 
 
 def _rerun(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
@@ -558,6 +629,13 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("concurrent", "a second release while one runs", "FAILED", "DeploymentInProgressError", _concurrent),
         Scenario("invalid-input", "a malformed execution input", "FAILED", "InvalidInputError", _invalid_input),
         Scenario("dry-run", "every check, no change", "SUCCEEDED", None, _dry_run),
+        Scenario(
+            "unsafe-migration",
+            "a file drops a column: refused by the lint before anything is applied; with a waiver it passes",
+            "FAILED",
+            "MigrationFailedError",
+            _unsafe_migration,
+        ),
         Scenario(
             "rerun",
             "the same release twice: the second is a no-op for migrations and topics",

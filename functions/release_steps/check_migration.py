@@ -20,13 +20,15 @@ from release_steps.aws_errors import error_code, error_message
 from release_steps.config import EcsSettings
 from release_steps.ecs import EcsClient, EcsTask, LogLocation
 from release_steps.errors import InvalidInputError, MigrationFailedError, MigrationTimeoutError
-from release_steps.models import MigrationStepInput, MigrationTask
+from release_steps.migration_log import parse_lines
+from release_steps.models import MigrationStepInput, MigrationTask, PlannedMigration
 from release_steps.observability import logger, parse_event, step
 from release_steps.timeutil import next_poll_seconds, parse_iso, seconds_between, to_iso, utc_now
 
 STEP_NAME = "Check migration task"
 LOG_TAIL_MAX_CHARS = 4000  # keeps the error (and the Step Functions cause) readable and well under its limits
 LOG_LINE_MAX_CHARS = 400
+PLAN_LOG_MAX_PAGES = 5  # GetLogEvents pages (up to 10,000 events / 1 MB each) read for the plan; bounded
 
 
 def _one_line(text: str, limit: int) -> str:
@@ -85,6 +87,58 @@ def failure_message(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: 
     )
 
 
+def read_plan(logs: Any, location: LogLocation | None) -> tuple[list[PlannedMigration] | None, str | None]:
+    """The runner's ``plan_file`` events (marked applied by ``migration_applied``) from the container's log stream.
+
+    The log is the channel because it is the runner's only output ECS keeps: a task's exit code is all DescribeTasks
+    says. Returns (plan, None), or (None, why not) — a missing plan never hides the verdict.
+    """
+    if location is None or location.stream is None:
+        return None, "no plan: the migration container has no awslogs stream to read it from"
+    messages: list[str] = []
+    token: str | None = None
+    try:
+        for _ in range(PLAN_LOG_MAX_PAGES):
+            page = logs.get_log_events(
+                logGroupName=location.group,
+                logStreamName=location.stream,
+                startFromHead=True,
+                **({"nextToken": token} if token else {}),
+            )
+            messages += [str(event.get("message", "")) for event in page.get("events") or []]
+            if not page.get("events") or page.get("nextForwardToken") in (None, token):
+                break
+            token = page.get("nextForwardToken")
+    except ClientError as e:
+        return None, f"no plan: reading {location.group} {location.stream} failed ({error_code(e)}: {error_message(e)})"
+    planned: dict[str, PlannedMigration] = {}
+    for event in parse_lines(messages):
+        if event.event == "plan_file":
+            try:
+                item = PlannedMigration.model_validate(event.fields)
+            except ValueError as e:
+                return None, f"no plan: a plan_file line does not match the expected shape ({_one_line(str(e), 200)})"
+            planned[item.file] = item
+        elif event.event == "migration_applied" and event.fields.get("file") in planned:
+            file = str(event.fields["file"])
+            planned[file] = planned[file].model_copy(
+                update={"applied": True, "duration_ms": event.fields.get("duration_ms")}
+            )
+    return list(planned.values()), None
+
+
+def _plan_of(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: Any) -> dict[str, Any]:
+    try:
+        location = ecs.describe_task_definition(task.task_definition_arn).log_location(
+            settings.migration_container_name, task.id
+        )
+        plan, note = read_plan(logs, location)
+    except Exception as e:  # the verdict is known; a log lookup problem must not hide it
+        logger.warning("plan lookup failed", extra={"error": repr(e)})
+        plan, note = None, f"no plan: the task definition lookup failed ({type(e).__name__})"
+    return {"plan": plan, "plan_note": note}
+
+
 def check_migration(
     state: MigrationStepInput, settings: EcsSettings, ecs: EcsClient, logs: Any, now: datetime | None = None
 ) -> MigrationTask:
@@ -133,6 +187,7 @@ def check_migration(
             "stopped_at": to_iso(task.stopped_at) if task.stopped_at else None,
             "duration_seconds": seconds_between(task.started_at, task.stopped_at),
             "checks": checks,
+            **_plan_of(task, settings, ecs, logs),
         }
     )
 

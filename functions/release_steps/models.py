@@ -105,6 +105,42 @@ class ImageStepInput(ReleaseState):
 TaskStatus = Literal["PENDING", "RUNNING", "STOPPED", "SKIPPED"]
 
 
+class PlannedStatement(Model):
+    """One statement of a pending file and the table lock it takes (the runner's ``plan_file`` event)."""
+
+    number: int
+    line: int
+    kind: str
+    excerpt: str
+    lock: str | None = None
+    locks: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class LintFinding(Model):
+    """A squawk finding; ``waived`` is the reason of the file's ``-- deployflow:allow`` line for that rule."""
+
+    rule: str
+    line: int
+    message: str
+    waived: str | None = None
+
+
+class PlannedMigration(Model):
+    """One pending migration file as the runner described it before applying (or, in a dry run, instead)."""
+
+    file: str
+    checksum: str
+    transactional: bool
+    lock: str | None = None
+    lint: Literal["pass", "fail"]
+    findings: list[LintFinding] = Field(default_factory=list)
+    statements: list[PlannedStatement] = Field(default_factory=list)
+    statements_total: int = 0
+    applied: bool = False
+    duration_ms: int | None = None
+
+
 class MigrationTask(Model):
     """The migration ECS task and, once it stopped, its verdict. ``done`` drives the ASL's wait loop and
     ``next_wait_seconds`` (set by each check) its Wait state."""
@@ -125,6 +161,8 @@ class MigrationTask(Model):
     checks: int = 0
     next_wait_seconds: int = Field(default=1, ge=1, le=3600)
     dry_run_note: str | None = None
+    plan: list[PlannedMigration] | None = None  # from the runner's log: pending files, locks, findings
+    plan_note: str | None = None  # why ``plan`` is missing, when it is
 
 
 class MigrationStepInput(ImageStepInput):

@@ -355,6 +355,8 @@ def summary_text(
     lines.append(_field("Request", _request_line(state)))
     lines.append(_field("Image", _image_line(state.image)))
     lines.append(_field("Migration", _migration_line(state.migration)))
+    if state.migration is not None and (state.migration.plan is not None or state.migration.plan_note):
+        lines.append(_field("Plan" if record.dry_run else "Applied", _plan_text(state.migration)))
     lines.append(_field("Schema", _schema_line(state.schema_)))
     lines.append(_field("Topics", _topics_line(state.topics)))
     lines.append(_field("Services", _services_line(state.rollout)))
@@ -415,6 +417,29 @@ def _migration_line(migration: MigrationTask | None) -> str:
     return (
         f"last seen {migration.status.lower()} after {migration.checks} checks, deadline {migration.deadline} ({task})"
     )
+
+
+def _plan_text(migration: MigrationTask) -> str:
+    """One line per migration file (its strongest lock, lint verdict, waived rules), then its locking statements."""
+    if migration.plan is None:
+        return migration.plan_note or "not recorded"
+    if not migration.plan:
+        return "no pending migration file"
+    lines: list[str] = []
+    for item in migration.plan:
+        waived = [f"{f.rule} ({f.waived})" for f in item.findings if f.waived]
+        failing = [f"{f.rule} line {f.line}" for f in item.findings if not f.waived]
+        lint = f"lint {item.lint}" + (f": {', '.join(failing)}" if failing else "")
+        lint += f"; waived {', '.join(waived)}" if waived else ""
+        took = f", applied in {item.duration_ms} ms" if item.applied and item.duration_ms is not None else ""
+        lines.append(f"{item.file}: {item.lock or 'no table lock'}; {lint}{took}")
+        for statement in item.statements:
+            if statement.lock in (None, "ACCESS SHARE"):
+                continue
+            lines.append(
+                f"  statement {statement.number} (line {statement.line}) {statement.locks}: {statement.excerpt}"
+            )
+    return "\n".join(lines)
 
 
 def _schema_line(schema: SchemaResult | None) -> str:

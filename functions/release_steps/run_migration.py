@@ -5,7 +5,10 @@ never starts a second migration. RunTask's ``clientToken`` is fixed per invocati
 makes the SDK's own retries of one call safe; it differs between attempts because ECS answers a repeated token with
 its first answer, so a retry after a placement failure would otherwise get the same failure until the token expires.
 The latest ACTIVE revision of the family is reused when its migration container already runs this image; otherwise a
-new revision is registered that differs only in that image. A dry run registers nothing and runs nothing.
+new revision is registered that differs only in that image. A dry run runs the same digest-pinned task definition
+with a command override, the runner's read-only ``plan`` (pending files, their locks, lint findings), which Check
+migration task reads from the log. It applies nothing; when no revision runs the image yet it registers the one the
+release would (and then reuses), as the plan must run in the image that holds the files.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ STEP_NAME = "Run migration task"
 STARTED_BY = "deployflow"
 EXECUTION_TAG = "deployflow:execution"
 IMAGE_TAG_TAG = "deployflow:image-tag"
+PLAN_COMMAND = ("plan",)  # `python -m dbmigrate plan`: the image's entrypoint is `python -m dbmigrate`
 
 
 def client_token(execution_id: str, attempt: str) -> str:
@@ -112,7 +116,7 @@ def _run(ecs: EcsClient, definition: EcsTaskDefinition, params: dict[str, Any]) 
 def run_migration(
     state: ImageStepInput, settings: EcsSettings, ecs: EcsClient, attempt: str, now: datetime | None = None
 ) -> MigrationTask:
-    """Start (or adopt) this execution's migration task; in a dry run, report what would happen.
+    """Start (or adopt) this execution's migration task; in a dry run, the same task runs the read-only plan.
 
     ``attempt`` names this invocation (its Lambda request id) for RunTask's ``clientToken``.
     """
@@ -122,24 +126,6 @@ def run_migration(
     current = _resolve_task_definition(ecs, settings)
     current_image = (current.container(container) or {}).get("image")
     needs_revision = current_image != image
-
-    if state.request.dry_run:
-        revision_note = (
-            f"would register a new revision of {current.family} with container {container} image {image} "
-            f"(latest {current.arn} has {current_image})"
-            if needs_revision
-            else f"would reuse {current.arn} (container {container} already has image {image})"
-        )
-        return MigrationTask(
-            cluster=settings.cluster,
-            task_definition_arn=current.arn,
-            registered_new_revision=False,
-            status="SKIPPED",
-            done=True,
-            deadline=deadline_after(now, settings.migration_timeout_seconds),
-            dry_run_note=f"dry run: {revision_note}; would run 1 task ({settings.migration_launch_type}) "
-            f"on cluster {settings.cluster}",
-        )
 
     network = _network_configuration(current, settings)
     execution_id = state.execution.id
@@ -155,10 +141,12 @@ def run_migration(
         definition = ecs.register_task_definition(registration)
         logger.info("registered migration task definition", extra={"arn": definition.arn, "image": image})
 
+    dry_run = state.request.dry_run
     task = _run(
         ecs,
         definition,
         {
+            **(_plan_override(container) if dry_run else {}),
             "count": 1,
             "launchType": settings.migration_launch_type,
             "startedBy": STARTED_BY,
@@ -170,8 +158,27 @@ def run_migration(
             **network,
         },
     )
-    logger.info("migration task started", extra={"task_arn": task.arn, "task_definition": definition.arn})
-    return _started(task, settings, definition.arn, registered=needs_revision, now=now)
+    logger.info(
+        "migration task started",
+        extra={"task_arn": task.arn, "task_definition": definition.arn, "command": PLAN_COMMAND if dry_run else None},
+    )
+    started = _started(task, settings, definition.arn, registered=needs_revision, now=now)
+    if not dry_run:
+        return started
+    registered = (
+        f"registered {definition.arn} for image {image} (a revision is inert until a task runs it; the release "
+        "reuses it)"
+        if needs_revision
+        else f"reused {definition.arn}"
+    )
+    return started.model_copy(
+        update={"dry_run_note": f"dry run: {registered}; ran `{' '.join(PLAN_COMMAND)}` (read-only) in it"}
+    )
+
+
+def _plan_override(container: str) -> dict[str, Any]:
+    """The dry run's RunTask override: the same image and task definition, the runner's read-only `plan` command."""
+    return {"overrides": {"containerOverrides": [{"name": container, "command": list(PLAN_COMMAND)}]}}
 
 
 @step(STEP_NAME)

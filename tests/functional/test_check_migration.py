@@ -6,10 +6,14 @@ through moto's backend objects, and freeze moto's task lifecycle where a task mu
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from dbmigrate.events import JsonLines
+from dbmigrate.files import parse_migration
+from dbmigrate.plan import describe
 from release_steps import check_migration
 from release_steps.errors import InvalidInputError, MigrationFailedError, MigrationTimeoutError
 from release_steps.models import MigrationStepInput, MigrationTask
@@ -244,3 +248,57 @@ def test_given_the_events_file_with_a_moto_task_when_checked_then_it_is_judged(
 
     assert result.done is True
     assert result.checks == 3
+
+
+def runner_plan_lines(*, applied: bool) -> list[str]:
+    """The lines `python -m dbmigrate plan` / `migrate` writes for one pending file (real parse, real squawk)."""
+    stream = io.StringIO()
+    log = JsonLines(stream)
+    sql = (
+        "-- deployflow:allow adding-required-field: rules has no rows until the v42 importer ships\n"
+        "ALTER TABLE rules ADD COLUMN owner text NOT NULL;\n"
+    )
+    describe([parse_migration("V0002__rule_owner.sql", sql.encode())], server_version=150000, log=log)
+    if applied:
+        log("migration_applied", file="V0002__rule_owner.sql", version=2, transactional=True, duration_ms=12)
+        log("migrate_finished", applied=["V0002__rule_owner.sql"])
+    return ["not json: the runner's stderr", *stream.getvalue().splitlines()]
+
+
+@pytest.mark.parametrize("applied", [False, True])
+def test_given_a_finished_task_when_checked_then_the_plan_comes_from_the_runners_log_lines(
+    world: ReleaseWorld, task_arn: str, release_context: Any, applied: bool
+) -> None:
+    task_id = task_arn.rsplit("/", 1)[-1]
+    world.write_log(f"{LOG_PREFIX}/{CONTAINER}/{task_id}", runner_plan_lines(applied=applied))
+    world.stop_container(task_arn, 0)
+
+    result = invoke(make_event(task_arn), release_context)
+
+    assert result.plan is not None
+    (planned,) = result.plan
+    assert (planned.file, planned.lock, planned.lint, planned.applied) == (
+        "V0002__rule_owner.sql",
+        "ACCESS EXCLUSIVE",
+        "pass",
+        applied,
+    )
+    assert planned.duration_ms == (12 if applied else None)
+    assert [(f.rule, f.line) for f in planned.findings] == [("adding-required-field", 2)]
+    assert (planned.findings[0].waived or "").startswith("rules has no rows")
+    assert [(s.number, s.line, s.kind, s.lock) for s in planned.statements] == [
+        (1, 2, "AlterTable", "ACCESS EXCLUSIVE")
+    ]
+
+
+def test_given_a_finished_task_without_a_log_stream_when_checked_then_done_and_the_plan_note_says_why(
+    world: ReleaseWorld, task_arn: str, release_context: Any
+) -> None:
+    world.stop_container(task_arn, 0)
+
+    result = invoke(make_event(task_arn), release_context)
+
+    assert result.done is True
+    assert result.plan is None
+    assert result.plan_note is not None
+    assert result.plan_note.startswith("no plan: reading")

@@ -198,25 +198,12 @@ def test_given_another_execution_when_run_then_it_starts_its_own_task(
     assert len(world.tasks()) == 2
 
 
-def test_given_a_dry_run_when_run_then_nothing_is_registered_or_started_and_the_plan_is_reported(
-    world: ReleaseWorld, release_context: Any
-) -> None:
-    arn = world.register_migration_task(OLD_IMAGE)
-
-    result = invoke(make_event(dry_run=True), release_context)
-
-    assert sorted(world.revisions()) == [1], "a dry run registers nothing"
-    assert world.tasks() == [], "a dry run runs nothing"
-    assert result.status == "SKIPPED"
-    assert result.done is True
-    assert result.task_arn is None
-    assert result.task_definition_arn == arn
-    assert result.dry_run_note is not None
-    assert "would register a new revision" in result.dry_run_note
-    assert "would run 1 task (FARGATE)" in result.dry_run_note
+def plan_overrides(world: ReleaseWorld, task_arn: str) -> Any:
+    (task,) = world.ecs.describe_tasks(cluster=CLUSTER, tasks=[task_arn])["tasks"]
+    return task.get("overrides", {}).get("containerOverrides")
 
 
-def test_given_a_dry_run_with_the_image_in_place_when_run_then_the_note_says_it_would_reuse(
+def test_given_a_dry_run_with_the_image_in_place_when_run_then_the_same_revision_runs_the_read_only_plan(
     world: ReleaseWorld, release_context: Any
 ) -> None:
     event = make_event(dry_run=True)
@@ -224,9 +211,31 @@ def test_given_a_dry_run_with_the_image_in_place_when_run_then_the_note_says_it_
 
     result = invoke(event, release_context)
 
+    assert sorted(world.revisions()) == [1], "the digest-pinned revision is reused"
+    assert result.task_definition_arn == arn
+    assert result.task_arn is not None
+    assert result.done is False
+    assert plan_overrides(world, result.task_arn) == [{"name": CONTAINER, "command": ["plan"]}]
     assert result.dry_run_note is not None
-    assert f"would reuse {arn}" in result.dry_run_note
-    assert world.tasks() == []
+    assert f"reused {arn}" in result.dry_run_note
+
+
+def test_given_a_dry_run_of_a_new_image_when_run_then_the_revision_the_release_reuses_runs_the_plan(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    world.register_migration_task(OLD_IMAGE)
+
+    dry = invoke(make_event(dry_run=True, execution_name="dry"), release_context)
+    real = invoke(make_event(execution_name="real"), release_context)
+
+    assert sorted(world.revisions()) == [1, 2], "the plan must run in the image that holds the files"
+    assert dry.registered_new_revision is True
+    assert dry.task_definition_arn == real.task_definition_arn, "the release reuses the dry run's revision"
+    assert real.registered_new_revision is False
+    assert dry.task_arn is not None
+    assert real.task_arn is not None
+    assert plan_overrides(world, dry.task_arn) == [{"name": CONTAINER, "command": ["plan"]}]
+    assert not plan_overrides(world, real.task_arn)
 
 
 def test_given_no_task_definition_family_when_run_then_task_definition_error_names_the_family(

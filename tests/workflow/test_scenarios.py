@@ -630,41 +630,78 @@ def test_given_malformed_input_then_validation_fails_naming_each_field_and_nothi
     assert_notified_failure(inbox, "InvalidInputError", bad["imageTag"], "Validate release request")
 
 
-def test_given_a_dry_run_then_every_check_reports_and_nothing_changes_anywhere(stack: LocalStack, inbox: Inbox) -> None:
+def test_given_a_dry_run_then_the_plan_task_reports_pending_v0002_with_its_lock_and_nothing_is_applied(
+    stack: LocalStack, inbox: Inbox
+) -> None:
     result = run_scenario(stack, "dry-run")
     o = result.outcome
 
     assert (o.status, o.error) == ("SUCCEEDED", None), describe(o)
     assert_path(o, RELEASE_PATH)
-    for loop in LOOPS:
-        assert loop_segment(o.path, loop) == expected_loop(loop, 0, left_by="choice"), f"a dry run waited{describe(o)}"
+    turns = loop_turns(o.path, "migration")
+    assert turns >= 1, f"the plan task is waited for like a migration{describe(o)}"
+    assert loop_segment(o.path, "migration") == expected_loop("migration", turns, left_by="choice"), describe(o)
+    assert loop_segment(o.path, "services") == expected_loop("services", 0, left_by="choice"), describe(o)
     assert_single_attempts(o)
 
     record = o.output
     assert record is not None, describe(o)
     assert (record["outcome"], record["dryRun"]) == ("dry-run", True), record
     assert record["imageDigest"] == stack.image_digests[DEFAULT_TAG], record
-    assert (record["migration"]["taskArn"], record["migration"]["exitCode"]) == (None, None), record["migration"]
-    schema = record["schema"]
-    assert schema["verdict"] == "would-change", schema
-    assert schema["pendingMigrations"] == MIGRATION_FILES, schema
-    topics = record["topics"]
-    assert topics["dryRun"] is True, topics
-    assert [(t["name"], t["action"], t["partitionsAfter"]) for t in topics["topics"]] == [
-        (name, "create", 9) for name in TOPICS
-    ], topics
-    assert [s["name"] for s in record["services"]] == list(SERVICES), record["services"]
-    assert all(s["rolloutState"] == "SKIPPED" for s in record["services"]), record["services"]
+    migration = record["migration"]
+    assert migration["exitCode"] == 0, migration
+    (planned,) = migration["plan"]
+    assert (planned["file"], planned["lock"], planned["lint"], planned["applied"]) == (
+        "V0002__add_rule_priority.sql",
+        "ACCESS EXCLUSIVE",
+        "pass",
+        False,
+    ), planned
+    assert [(s["number"], s["kind"], s["lock"]) for s in planned["statements"]] == [
+        (1, "AlterTable", "ACCESS EXCLUSIVE")
+    ]
+    assert "Plan:" in o.summary
+    assert "V0002__add_rule_priority.sql: ACCESS EXCLUSIVE; lint pass" in o.summary, o.summary
 
-    assert_world_untouched(stack, result)
-    assert public_tables(database(stack)) == [], "a dry run created tables"
-    assert not relation_exists(database(stack), "deployflow_schema_history"), "a dry run created the history table"
-    assert stack.aws is not None
-    assert [d for d in stack.aws.time.delays if d.kind == "wait"] == [], "a dry run waited"
+    # The one task was the plan: the same task definition with the command override, exit 0, read-only.
+    ecs = stack.client("ecs")
+    (task,) = all_tasks(ecs, CLUSTER)
+    assert task["taskArn"] == migration["taskArn"]
+    assert task["taskDefinitionArn"] == migration["taskDefinitionArn"]
+    assert task["overrides"]["containerOverrides"] == [{"name": "migration", "command": ["plan"]}], task["overrides"]
+    assert (task["lastStatus"], task["containers"][0]["exitCode"]) == ("STOPPED", 0), task
+    assert public_tables(database(stack)) == sorted(result.before.tables), "a dry run changed the tables"
+    assert [str(v) for v, _, _, _ in history_rows(database(stack))] == [v for v, _ in result.before.history]
+    assert_no_release_topics(stack)
+    assert_services_not_restarted(stack, result)
     notes = inbox.notifications()
     assert len(notes) == 1, f"expected one SNS notification, got {notes}"
     assert notes[0].subject.endswith(f": dry run of {DEFAULT_TAG} passed"), notes[0].subject
     assert notes[0].message == o.summary, f"published {notes[0].message!r}, the record's summary is {o.summary!r}"
+
+
+def test_given_a_file_that_drops_a_column_then_the_lint_refuses_it_before_anything_is_applied_unless_waived(
+    stack: LocalStack,
+) -> None:
+    result = run_scenario(stack, "unsafe-migration")
+    dry, unsafe = result.outcomes
+
+    assert dry.status == "SUCCEEDED", describe(dry)
+    assert dry.output is not None
+    (planned,) = dry.output["migration"]["plan"]
+    assert [(f["rule"], f["line"]) for f in planned["findings"]] == [("ban-drop-column", 3)], planned
+    assert planned["findings"][0]["waived"].startswith("last_error unread since service v41"), planned
+
+    assert_path(
+        unsafe,
+        ["Validate release request", "Check migration image", "Run migration task", MIGRATION_LOOP, *FAILURE_TAIL],
+    )
+    message = assert_failed_with(
+        unsafe, "MigrationFailedError", "exit code 11", "MigrationLintError", "ban-drop-column", "nothing applied"
+    )
+    assert "lock_acquired" not in message, "the lint runs before the advisory lock"
+    assert [str(v) for v, _, _, _ in history_rows(database(stack))] == [v for v, _ in result.before.history]
+    assert_services_not_restarted(stack, result)
 
 
 def test_given_a_finished_release_when_it_runs_again_then_migrations_and_topics_are_a_no_op(stack: LocalStack) -> None:
@@ -728,6 +765,7 @@ TESTED = {
     "invalid-input",
     "dry-run",
     "rerun",
+    "unsafe-migration",
 }
 
 
