@@ -1,4 +1,5 @@
-"""Prints how long the migration runner takes: apply sql/ to an empty database, rerun at head, verify the schema.
+"""Prints how long the migration runner takes: apply sql/ to an empty database, rerun at head, verify the schema,
+plan (read-only), and the lint (squawk) and parse (pglast) cost per file.
 
 Run: .venv/bin/python benchmarks/migrations.py [--repeat N]. Uses a throwaway PostgreSQL (deployflow.local.postgres).
 """
@@ -21,6 +22,9 @@ for path in (REPO_ROOT / "functions", REPO_ROOT):
         sys.path.insert(0, str(path))
 
 from dbmigrate import Settings, load_expected_schema, migrate, verify  # noqa: E402
+from dbmigrate.files import discover_migrations, parse_migration  # noqa: E402
+from dbmigrate.lint import lint_migrations  # noqa: E402
+from dbmigrate.plan import build_plan  # noqa: E402
 
 from deployflow.local.postgres import ConnectionParams, PostgresCluster  # noqa: E402
 
@@ -46,7 +50,7 @@ def timed(action: Callable[[], object]) -> float:
 
 def report(label: str, samples: list[float]) -> None:
     print(
-        f"{label:<46} median {statistics.median(samples):8.1f} ms   "
+        f"{label:<58} median {statistics.median(samples):8.1f} ms   "
         f"min {min(samples):8.1f}   max {max(samples):8.1f}   n={len(samples)}"
     )
 
@@ -89,6 +93,29 @@ def main() -> None:
             timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True)) for _ in range(repeat)
         ]
         report("`python -m dbmigrate` at head (process start)", cli_samples)
+
+        files = discover_migrations(REPO_ROOT / "sql")
+        for migration in files:
+            raw = (REPO_ROOT / "sql" / migration.filename).read_bytes()
+            parse = [timed(lambda: parse_migration(migration.filename, raw)) for _ in range(repeat * 3)]  # noqa: B023
+            report(f"parse + split {migration.filename} (pglast, {len(migration.statements)} stmts)", parse)
+            lint = [timed(lambda: lint_migrations([migration])) for _ in range(repeat * 3)]  # noqa: B023
+            report(f"lint {migration.filename} (one squawk process)", lint)
+        empty = settings_for(cluster.create_database("bench_plan_empty"))
+        report(
+            f"plan, {len(files)} file(s) pending (read-only, with lint)",
+            [timed(lambda: build_plan(empty)) for _ in range(repeat * 3)],
+        )
+        report("plan at head (read-only)", [timed(lambda: build_plan(settings)) for _ in range(repeat * 3)])
+        plan_command = [*command, "plan"]
+        plan_env = {**env, "DB_NAME": empty.dbname}
+        report(
+            "`python -m dbmigrate plan` (process start)",
+            [
+                timed(lambda: subprocess.run(plan_command, env=plan_env, check=True, capture_output=True))
+                for _ in range(repeat)
+            ],
+        )
 
 
 if __name__ == "__main__":
