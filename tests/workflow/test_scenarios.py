@@ -660,8 +660,9 @@ def test_given_a_dry_run_then_the_plan_task_reports_pending_v0002_with_its_lock_
     assert [(s["number"], s["kind"], s["lock"]) for s in planned["statements"]] == [
         (1, "AlterTable", "ACCESS EXCLUSIVE")
     ]
-    assert "Plan:" in o.summary
-    assert "V0002__add_rule_priority.sql: ACCESS EXCLUSIVE; lint pass" in o.summary, o.summary
+    summary = o.summary or ""
+    assert "Plan:" in summary
+    assert "V0002__add_rule_priority.sql: ACCESS EXCLUSIVE; lint pass" in summary, summary
 
     # The one task was the plan: the same task definition with the command override, exit 0, read-only.
     ecs = stack.client("ecs")
