@@ -638,10 +638,8 @@ def test_given_a_dry_run_then_the_plan_task_reports_pending_v0002_with_its_lock_
 
     assert (o.status, o.error) == ("SUCCEEDED", None), describe(o)
     assert_path(o, RELEASE_PATH)
-    turns = loop_turns(o.path, "migration")
-    assert turns >= 1, f"the plan task is waited for like a migration{describe(o)}"
-    assert loop_segment(o.path, "migration") == expected_loop("migration", turns, left_by="choice"), describe(o)
-    assert loop_segment(o.path, "services") == expected_loop("services", 0, left_by="choice"), describe(o)
+    assert "Check migration task" in o.path, f"the plan task is judged like a migration{describe(o)}"
+    assert loop_turns(o.path, "services") == 0, f"a dry run waited for services{describe(o)}"
     assert_single_attempts(o)
 
     record = o.output
