@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed
 
-.PHONY: demo test lint format bench diagram scenarios system-deps kafka-jars clean
+.PHONY: demo test lint format bench diagram expected-schema scenarios system-deps kafka-jars clean
 
 # The package with its extras (pyproject.toml): `local` (the local stack) and `dev` (lint, tests), pinned by constraints.
 $(STAMP): pyproject.toml functions/requirements.txt requirements-local.txt requirements-dev.txt constraints.txt
@@ -55,6 +55,9 @@ format: $(STAMP)
 
 diagram: system-deps $(STAMP)
 	$(BIN)/python -m deployflow.diagram
+
+expected-schema: system-deps $(STAMP)
+	$(BIN)/python -m deployflow.local.expected_schema
 
 scenarios: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
 	for s in happy image-missing migration-fails migration-timeout schema-drift kafka-down step-timeout service-fails concurrent invalid-input dry-run unsafe-migration rerun; do \

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from deployflow.progress import ExecutionOutcome, follow, outcome_of
+from deployflow.progress import ExecutionOutcome, follow
 from deployflow.render import ProgressPrinter, outcome_report, timings_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
@@ -319,11 +319,6 @@ def _follow_and_report(sfn: Any, arn: str, args: argparse.Namespace) -> int:
     if outcome.output is not None:
         print(json.dumps(outcome.output, indent=2))
     return EXIT_OK if outcome.status == "SUCCEEDED" else EXIT_FAILED
-
-
-def describe(sfn: Any, arn: str) -> ExecutionOutcome:
-    """The outcome of an execution as it stands (for scripts and tests)."""
-    return outcome_of(sfn, arn)
 
 
 # --- argument parsing ---------------------------------------------------------------------------------------------

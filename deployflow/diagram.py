@@ -456,18 +456,6 @@ def draw(graph: graphviz.Digraph) -> str:
     return head + stamp + sep + rest
 
 
-def render_svg(
-    definition: Mapping[str, Any],
-    highlight: Sequence[str] | None = None,
-    failed: str | None = None,
-    *,
-    title: str = DEFAULT_TITLE,
-    subtitle: str | None = None,
-) -> str:
-    """The state machine as an SVG document (see ``to_dot`` for the arguments)."""
-    return draw(to_dot(definition, highlight, failed, title=title, subtitle=subtitle))
-
-
 def write_path(definition: Mapping[str, Any], target: Path, path: Sequence[str], failed: str | None) -> None:
     """An execution's path on the workflow, into ``target``: DOT source for ``.dot`` / ``.gv``, else SVG."""
     graph = to_dot(definition, path, failed)

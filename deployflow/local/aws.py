@@ -43,7 +43,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +56,6 @@ from deployflow.local.ecs_seam import EcsSeam
 from deployflow.local.lambda_seam import LambdaSeam
 from deployflow.local.sfn_seam import InterpreterFixes, stop_running_executions
 from deployflow.local.timescale import TimeScale
-from deployflow.progress import read_history
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -296,28 +294,6 @@ class LocalAws:
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
         )
-
-
-def wait_for_execution(sfn: Any, execution_arn: str, *, timeout: float = 60.0, poll: float = 0.05) -> dict[str, Any]:
-    """Poll DescribeExecution until the execution ends; its description. Raises TimeoutError naming the last status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        description: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
-        if description["status"] in TERMINAL_STATUSES:
-            return description
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"execution {execution_arn} still {description['status']} after {timeout}s")
-        time.sleep(poll)
-
-
-def execution_history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
-    """Every history event of an execution, oldest first (all pages)."""
-    return list(read_history(sfn, execution_arn))
-
-
-def state_path(events: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The names of the states an execution entered, in order (from its history)."""
-    return [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
 
 
 def create_function(

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -417,14 +417,3 @@ class PostgresCluster:
         except PermissionError:
             return True
         return True
-
-
-@contextlib.contextmanager
-def temporary_cluster(**kwargs: Any) -> Iterator[PostgresCluster]:
-    """Context manager form: a started cluster, stopped and removed on exit."""
-    cluster = PostgresCluster(**kwargs)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()

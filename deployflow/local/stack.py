@@ -21,7 +21,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -443,15 +443,3 @@ def _fresh_container() -> None:
     config.reset()
     clients.reset()
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # also drops its boto3 client (a cold start has none)
-
-
-@contextmanager
-def local_stack(options: StackOptions | None = None) -> Iterator[LocalStack]:
-    """The local stack for the duration of a ``with`` block."""
-    stack = LocalStack(options)
-    stack.start()
-    try:
-        yield stack
-    finally:
-        with suppress(Exception):
-            stack.stop()

@@ -19,7 +19,7 @@ from dbmigrate.errors import CatalogMismatchError, DbMigrateError, ExitCode
 from dbmigrate.events import EventSink, JsonLines
 from dbmigrate.runner import migrate, pending
 from dbmigrate.settings import DEFAULT_MIGRATIONS_DIR, Settings
-from dbmigrate.snapshot import DEFAULT_OUTPUT, render_snapshot, snapshot_with_scratch_cluster
+from dbmigrate.snapshot import DEFAULT_OUTPUT, render_snapshot, snapshot_database
 from dbmigrate.verify import load_expected_schema, verify
 
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     linter = commands.add_parser("lint", help="squawk on every migration file, waivers applied (no database)")
     linter.add_argument("--migrations-dir", type=Path, default=argparse.SUPPRESS)
     snapshot = commands.add_parser(
-        "snapshot", help="apply the migrations to a scratch PostgreSQL and write the expected schema JSON"
+        "snapshot", help="apply the migrations to an empty database (DB_* variables), write the expected schema JSON"
     )
     snapshot.add_argument("--migrations-dir", type=Path, default=argparse.SUPPRESS)
     snapshot.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
@@ -96,11 +96,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if command == "migrate" and args.dry_run:
         command = "dry-run"
     try:
-        if command == "snapshot":
-            return _snapshot(args, log)
         if command == "lint":
             return _lint(args, log)
         settings = Settings.from_env(env, migrations_dir=args.migrations_dir)
+        if command == "snapshot":
+            return _snapshot(args, settings, log)
         if command == "verify":
             return _verify(settings, args.expected, log)
         if command == "plan":
@@ -129,9 +129,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return ExitCode.INTERNAL_ERROR
 
 
-def _snapshot(args: argparse.Namespace, log: EventSink) -> int:
-    migrations_dir = args.migrations_dir or DEFAULT_MIGRATIONS_DIR
-    expected = snapshot_with_scratch_cluster(migrations_dir, log=log)
+def _snapshot(args: argparse.Namespace, settings: Settings, log: EventSink) -> int:
+    expected = snapshot_database(settings, log=log)
     args.output.write_text(render_snapshot(expected), encoding="utf-8")
     log(
         "snapshot_written",

@@ -59,10 +59,6 @@ class MigrationReport:
     lock_taken: bool
     duration_ms: int
 
-    @property
-    def nothing_to_do(self) -> bool:
-        return not self.applied
-
 
 def plan(files: Sequence[MigrationFile], applied: Sequence[history.AppliedRow] | None) -> tuple[MigrationFile, ...]:
     """The pending files, in order. Raises when the history and the files disagree (nothing may be applied then)."""

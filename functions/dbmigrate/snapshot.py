@@ -1,4 +1,7 @@
-"""Generate expected_schema.json: apply the migrations to a scratch database, read its catalog, write the snapshot."""
+"""Generate expected_schema.json: apply the migrations to an empty database, read its catalog, write the snapshot.
+
+The repository's `make expected-schema` gives it a scratch PostgreSQL (deployflow.local.expected_schema).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import psycopg2.extensions
 
 from dbmigrate.catalog import read_catalog
 from dbmigrate.db import connect
-from dbmigrate.errors import DbMigrateError
 from dbmigrate.events import EventSink, discard
 from dbmigrate.files import MigrationFile, discover_migrations
 from dbmigrate.runner import migrate
@@ -57,28 +59,3 @@ def snapshot_database(settings: Settings, *, log: EventSink = discard) -> Expect
     with contextlib.closing(connect(settings, log=log)) as conn:
         conn.autocommit = True
         return build_expected_schema(conn, files)
-
-
-def snapshot_with_scratch_cluster(migrations_dir: Path, *, log: EventSink = discard) -> ExpectedSchema:
-    """Start a throwaway PostgreSQL (deployflow.local.postgres, repository checkout only) and snapshot there."""
-    try:
-        from deployflow.local.postgres import PostgresCluster
-    except ImportError as e:
-        raise DbMigrateError(
-            "snapshot needs deployflow.local.postgres (run it from the repository: "
-            "PYTHONPATH=functions:. python -m dbmigrate snapshot)"
-        ) from e
-    with PostgresCluster() as cluster:
-        params = cluster.create_database("deployflow_snapshot")
-        settings = Settings(
-            host=params.host,
-            port=params.port,
-            dbname=params.dbname,
-            user=params.user,
-            password=params.password,
-            sslmode=params.sslmode,
-            migrations_dir=migrations_dir,
-            connect_timeout_seconds=10,
-            lock_wait_seconds=10,
-        )
-        return snapshot_database(settings, log=log)

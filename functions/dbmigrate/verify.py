@@ -18,7 +18,7 @@ from dbmigrate.files import file_name
 
 EXPECTED_SCHEMA_FILE = "expected_schema.json"
 SNAPSHOT_FORMAT = 1
-REGENERATE_COMMAND = "PYTHONPATH=functions:. .venv/bin/python -m dbmigrate snapshot"
+REGENERATE_COMMAND = "make expected-schema"
 
 
 class DifferenceKind(StrEnum):

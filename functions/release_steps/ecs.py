@@ -88,7 +88,7 @@ class EcsContainer:
 
 
 class EcsTask:
-    """A described ECS task; ``has_completed`` / ``has_failed`` judge one named container (sidecars don't count)."""
+    """A described ECS task; ``has_completed`` judges one named container (sidecars don't count)."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.data = data
@@ -127,10 +127,6 @@ class EcsTask:
         """The task stopped and the named container exited 0."""
         container = self.container(container_name)
         return self.is_stopped and container is not None and container.exit_code == 0
-
-    def has_failed(self, container_name: str) -> bool:
-        """The task stopped without the named container exiting 0 (non-zero, no exit code, never started)."""
-        return self.is_stopped and not self.has_completed(container_name)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools import Logger, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,7 +24,6 @@ from release_steps.messages import describe_validation_error
 logger = Logger(service="deployflow")
 tracer = Tracer(service="deployflow")
 METRICS_NAMESPACE = "Deployflow"
-metrics = Metrics(namespace=METRICS_NAMESPACE, service="deployflow")
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from deployflow.local.aws import LocalAws, create_function, execution_history, wait_for_execution
+from deployflow.local.aws import LocalAws, create_function
+from tests.fixtures.executions import execution_history, wait_for_execution
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/deployflow-canary"
 

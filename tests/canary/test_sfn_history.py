@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from deployflow.local.aws import LocalAws, state_path
+from deployflow.local.aws import LocalAws
 from tests.canary.conftest import Deploy, Execute
+from tests.fixtures.executions import state_path
 
 
 def test_given_tasks_a_wait_a_retry_a_catch_and_a_fail_when_executed_then_the_history_names_every_step(
@@ -107,7 +108,7 @@ def test_given_a_waiting_execution_when_stopped_then_it_is_aborted_without_the_s
 ) -> None:
     import time
 
-    from deployflow.local.aws import execution_history, wait_for_execution
+    from tests.fixtures.executions import execution_history, wait_for_execution
 
     sfn = any_local_aws.client("stepfunctions")
     machine = sfn.create_state_machine(

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from deployflow.local.aws import REGION, wait_for_execution
+from deployflow.local.aws import REGION
 from deployflow.local.stack import DEFAULT_TAG, LocalStack
 from tests.cli.conftest import CliResult, background_cli, list_executions, run_cli, settle
+from tests.fixtures.executions import wait_for_execution
 
 MAIN_STATES = (
     "Validate release request",

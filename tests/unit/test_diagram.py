@@ -24,7 +24,6 @@ from deployflow.diagram import (
     draw,
     file_graph,
     load_definition,
-    render_svg,
     staleness,
     to_dot,
     write_path,
@@ -62,7 +61,11 @@ def definition() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def plain(definition: dict[str, Any]) -> ET.Element:
-    return _parse(render_svg(definition))
+    return _parse(_svg(definition))
+
+
+def _svg(definition: dict[str, Any], highlight: list[str] | None = None, failed: str | None = None) -> str:
+    return draw(to_dot(definition, highlight, failed))
 
 
 def _parse(text: str) -> ET.Element:
@@ -244,8 +247,8 @@ def test_given_the_asl_when_laid_out_then_the_way_through_is_one_column_and_the_
 
 
 def test_given_the_same_definition_when_drawn_twice_then_the_bytes_are_identical(definition: dict[str, Any]) -> None:
-    assert render_svg(definition) == render_svg(definition)
-    assert render_svg(definition, FAILED_PATH, "Verify schema") == render_svg(definition, FAILED_PATH, "Verify schema")
+    assert _svg(definition) == _svg(definition)
+    assert _svg(definition, FAILED_PATH, "Verify schema") == _svg(definition, FAILED_PATH, "Verify schema")
 
 
 # --- staleness ------------------------------------------------------------------------------------------------
@@ -315,7 +318,7 @@ def test_given_an_asl_that_does_not_exist_when_drawn_then_exit_2_names_it(tmp_pa
 def test_given_a_path_when_drawn_then_exactly_its_states_are_marked_with_visit_counts(
     definition: dict[str, Any],
 ) -> None:
-    nodes = _nodes(_parse(render_svg(definition, FAILED_PATH, "Verify schema")))
+    nodes = _nodes(_parse(_svg(definition, FAILED_PATH, "Verify schema")))
     visited = {name for name, group in nodes.items() if "visited" in _classes(group)}
     assert visited == set(FAILED_PATH)
     dimmed = {name for name, group in nodes.items() if "dimmed" in _classes(group)}
@@ -326,7 +329,7 @@ def test_given_a_path_when_drawn_then_exactly_its_states_are_marked_with_visit_c
 
 
 def test_given_a_path_when_drawn_then_exactly_the_edges_taken_are_marked(definition: dict[str, Any]) -> None:
-    root = _parse(render_svg(definition, FAILED_PATH, "Verify schema"))
+    root = _parse(_svg(definition, FAILED_PATH, "Verify schema"))
     taken = {_edge_key(g) for g in _edges(root) if "taken" in _classes(g)}
     pairs = set(itertools.pairwise(FAILED_PATH))
     assert {key[:2] for key in taken} == pairs
@@ -336,7 +339,7 @@ def test_given_a_path_when_drawn_then_exactly_the_edges_taken_are_marked(definit
 def test_given_a_failed_state_when_drawn_then_it_alone_is_red_and_the_title_names_it(
     definition: dict[str, Any],
 ) -> None:
-    root = _parse(render_svg(definition, FAILED_PATH, "Verify schema"))
+    root = _parse(_svg(definition, FAILED_PATH, "Verify schema"))
     failed = [name for name, group in _nodes(root).items() if "failed" in _classes(group)]
     assert failed == ["Verify schema"]
     outline = next(e for e in _nodes(root)["Verify schema"].iter() if e.tag == f"{SVG}path")
@@ -350,7 +353,7 @@ def test_given_next_and_catch_to_the_same_state_when_the_source_failed_then_the_
 ) -> None:
     path = ["Build deployment record", "Notify success", "Return deployment record", "Release succeeded"]
     for failed, kind in ((None, "next"), ("Notify success", "catch")):
-        root = _parse(render_svg(definition, highlight=path, failed=failed))
+        root = _parse(_svg(definition, highlight=path, failed=failed))
         taken = {_edge_key(g) for g in _edges(root) if "taken" in _classes(g)}
         assert [t for t in taken if t[:2] == ("Notify success", "Return deployment record")] == [
             ("Notify success", "Return deployment record", kind)
@@ -419,7 +422,7 @@ OTHER_DEFINITIONS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("name", sorted(OTHER_DEFINITIONS))
 def test_given_another_definition_when_drawn_then_every_state_and_transition_is_drawn(name: str) -> None:
     definition = OTHER_DEFINITIONS[name]
-    root = _parse(render_svg(definition))
+    root = _parse(_svg(definition))
     assert sorted(_nodes(root)) == sorted(definition["States"])
     assert {_edge_key(g) for g in _edges(root)} == _expected_edges(definition)
     labels = [t for g in _edges(root) for t in _texts(g)]

@@ -63,21 +63,22 @@ def test_given_a_stopped_task_when_judged_then_only_the_named_container_counts()
     stopped = task("STOPPED", [{"name": "log-router", "exitCode": 1}, {"name": "migrate", "exitCode": 0}])
 
     assert stopped.has_completed("migrate")
-    assert not stopped.has_failed("migrate")
-    assert stopped.has_failed("log-router")
+    assert not stopped.has_completed("log-router")
     assert stopped.id == "0f3c5e9a8b7d4c2e9f1a6b5c4d3e2f10"
 
 
 @pytest.mark.parametrize("containers", [[{"name": "migrate"}], [{"name": "migrate", "exitCode": 3}], []])
-def test_given_a_stopped_task_without_a_zero_exit_when_judged_then_it_failed(containers: list[dict[str, Any]]) -> None:
-    assert task("STOPPED", containers).has_failed("migrate")
+def test_given_a_stopped_task_without_a_zero_exit_when_judged_then_not_completed(
+    containers: list[dict[str, Any]],
+) -> None:
+    assert task("STOPPED", containers).is_stopped
+    assert not task("STOPPED", containers).has_completed("migrate")
 
 
-def test_given_a_running_task_when_judged_then_neither_completed_nor_failed() -> None:
+def test_given_a_running_task_when_judged_then_not_completed() -> None:
     running = task("RUNNING", [{"name": "migrate", "exitCode": 0}])
 
     assert not running.has_completed("migrate")
-    assert not running.has_failed("migrate")
 
 
 def definition(log_options: dict[str, str] | None, driver: str = "awslogs") -> EcsTaskDefinition:
