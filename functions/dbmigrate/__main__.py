@@ -1,4 +1,8 @@
-"""`python -m dbmigrate`: the migration container's entry point (exit codes: dbmigrate.errors.ExitCode)."""
+"""`python -m dbmigrate`: the migration container's entry point (exit codes: dbmigrate.errors.ExitCode).
+
+Each command imports what it needs inside its own branch, so a plain migrate (every release runs one) loads
+neither baseline, verify, snapshot nor the linter; keep new commands' imports in their branch too.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,12 @@ import argparse
 import contextlib
 import signal
 import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import psycopg2.extensions
-import psycopg2.extras
-
-from dbmigrate.baseline import baseline, parse_version
-from dbmigrate.db import connect
 from dbmigrate.errors import CatalogMismatchError, DbMigrateError, ExitCode
 from dbmigrate.events import EventSink, JsonLines
-from dbmigrate.runner import migrate, pending
 from dbmigrate.settings import DEFAULT_MIGRATIONS_DIR, Settings
-from dbmigrate.snapshot import DEFAULT_OUTPUT, render_snapshot, snapshot_database
-from dbmigrate.verify import load_expected_schema, verify
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "snapshot", help="apply the migrations to an empty database (DB_* variables), write the expected schema JSON"
     )
     snapshot.add_argument("--migrations-dir", type=Path, default=argparse.SUPPRESS)
-    snapshot.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
+    snapshot.add_argument("--output", type=Path, help="default: the expected_schema.json shipped with dbmigrate")
     check = commands.add_parser("verify", help="compare the database (DB_* variables) with the expected schema")
     check.add_argument("--expected", type=Path, help="expected schema JSON (default: the one shipped with dbmigrate)")
     adopt = commands.add_parser(
@@ -85,6 +80,9 @@ def cancel_on_stop() -> None:
     with the migration-failed code. Without it the backend would go on running the statement (and holding the
     advisory lock) until statement_timeout.
     """
+    import psycopg2.extensions
+    import psycopg2.extras
+
     psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
     signal.signal(signal.SIGTERM, _stop_requested)
 
@@ -106,8 +104,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if command == "plan":
             return _plan(settings, log)
         if command == "baseline":
+            from dbmigrate.baseline import baseline, parse_version
+
             baseline(settings, parse_version(args.version), log=log)
             return ExitCode.OK
+        from dbmigrate.runner import migrate, pending
+
         if command == "dry-run":
             todo = pending(settings, log=log)
             for migration in todo:
@@ -125,16 +127,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except Exception as e:
         log(f"{command.replace('-', '_')}_failed", error=type(e).__name__, exit_code=1, message=str(e))
         print(f"dbmigrate: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
         return ExitCode.INTERNAL_ERROR
 
 
 def _snapshot(args: argparse.Namespace, settings: Settings, log: EventSink) -> int:
+    from dbmigrate.snapshot import DEFAULT_OUTPUT, render_snapshot, snapshot_database
+
     expected = snapshot_database(settings, log=log)
-    args.output.write_text(render_snapshot(expected), encoding="utf-8")
+    output: Path = args.output or DEFAULT_OUTPUT
+    output.write_text(render_snapshot(expected), encoding="utf-8")
     log(
         "snapshot_written",
-        output=str(args.output),
+        output=str(output),
         migrations=[m.filename for m in expected.migrations],
         tables=list(expected.catalog.table_names),
     )
@@ -160,6 +167,9 @@ def _lint(args: argparse.Namespace, log: EventSink) -> int:
 
 
 def _verify(settings: Settings, expected_path: Path | None, log: EventSink) -> int:
+    from dbmigrate.db import connect
+    from dbmigrate.verify import load_expected_schema, verify
+
     expected = load_expected_schema(expected_path)
     conn = connect(settings, log=log)
     with contextlib.closing(conn):

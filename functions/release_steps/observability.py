@@ -22,7 +22,10 @@ from release_steps.errors import DeployflowError, InvalidInputError
 from release_steps.messages import describe_validation_error
 
 logger = Logger(service="deployflow")
-tracer = Tracer(service="deployflow")
+# No auto-patching: Tracer() would patch every library X-Ray supports (requests, sqlite3, httpx ...) into every
+# handler's cold start. Each step patches what it uses (``step(patch=...)``): botocore everywhere.
+tracer = Tracer(service="deployflow", auto_patch=False)
+PATCH_BOTOCORE: tuple[str, ...] = ("botocore",)
 METRICS_NAMESPACE = "Deployflow"
 
 M = TypeVar("M", bound=BaseModel)
@@ -47,8 +50,10 @@ def _execution_id(event: Any) -> str | None:
     return None
 
 
-def step(name: str) -> Callable[[Handler], Handler]:
-    """Decorate a step's ``lambda_handler``: correlation id, duration metric, step name on errors."""
+def step(name: str, patch: tuple[str, ...] = PATCH_BOTOCORE) -> Callable[[Handler], Handler]:
+    """Decorate a step's ``lambda_handler``: correlation id, duration metric, step name on errors; the libraries in
+    ``patch`` are traced (patched once, when the step's module is imported: the cold start)."""
+    tracer.patch(modules=patch)
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)

@@ -37,7 +37,7 @@ from release_steps.errors import (
     SchemaMismatchError,
 )
 from release_steps.models import ReleaseRequest, ReleaseState, SchemaResult
-from release_steps.observability import logger, parse_event, step
+from release_steps.observability import PATCH_BOTOCORE, logger, parse_event, step
 
 STEP_NAME = "Verify schema"
 APPLICATION_NAME = "deployflow-verify-schema"
@@ -320,7 +320,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-@step(STEP_NAME)
+@step(STEP_NAME, patch=(*PATCH_BOTOCORE, "psycopg2"))
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Verify schema."""
     state = parse_event(ReleaseState, event)

@@ -165,3 +165,41 @@ def test_given_a_step_when_it_ends_then_its_duration_metric_is_emitted_with_step
     assert metric["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "StepDuration", "Unit": "Milliseconds"}]
     [duration] = metric["StepDuration"] if isinstance(metric["StepDuration"], list) else [metric["StepDuration"]]
     assert duration >= 0
+
+
+STEP_MODULES = (
+    "prepare",
+    "check_image",
+    "run_migration",
+    "check_migration",
+    "verify_schema",
+    "create_topics",
+    "restart_services",
+    "check_services",
+    "record",
+)
+
+
+@pytest.mark.parametrize("module", STEP_MODULES)
+def test_given_tracing_on_in_lambda_when_a_step_is_imported_then_it_patches_only_what_it_uses(module: str) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(root / "functions"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LAMBDA_TASK_ROOT": str(root / "functions"),  # what makes Powertools trace: "running in Lambda"
+        "AWS_REGION": "us-east-1",
+    }
+    code = (
+        f"import release_steps.{module}\n"
+        "import json, aws_xray_sdk.core.patcher as p\n"
+        "print(json.dumps(sorted(p._PATCHED_MODULES)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    expected = ["botocore", "psycopg2"] if module == "verify_schema" else ["botocore"]
+    assert json.loads(done.stdout.splitlines()[-1]) == expected, done.stderr

@@ -1,0 +1,52 @@
+"""`python -m dbmigrate` loads only what its command needs: a plain migrate runs in every release's task."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import dbmigrate
+
+from tests.dbmigrate.conftest import REPO_ROOT
+
+# Modules a plain migrate never uses: other commands' and the verifier's (the waivers of dbmigrate.lint it does use).
+NOT_FOR_MIGRATE = (
+    "dbmigrate.baseline",
+    "dbmigrate.verify",
+    "dbmigrate.snapshot",
+    "dbmigrate.plan",
+    "dbmigrate.catalog",
+)
+
+
+def loaded_after(code: str) -> set[str]:
+    """The dbmigrate modules a fresh interpreter holds after running ``code``."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith('dbmigrate'))))"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "functions"), str(REPO_ROOT)]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_given_the_entry_point_and_the_runner_when_imported_then_no_other_command_s_modules_are_loaded() -> None:
+    # What `python -m dbmigrate migrate` imports before it connects: the entry point and the runner.
+    loaded = loaded_after("import dbmigrate.__main__, dbmigrate.runner")
+    assert "dbmigrate.runner" in loaded, "the probe must see the runner it imported"
+    assert not loaded.intersection(NOT_FOR_MIGRATE), f"a plain migrate loads {sorted(loaded & set(NOT_FOR_MIGRATE))}"
+
+
+def test_given_the_package_when_a_name_is_used_then_it_is_imported_on_first_use() -> None:
+    assert loaded_after("import dbmigrate") == {"dbmigrate"}
+    assert "dbmigrate.verify" in loaded_after("from dbmigrate import verify")
+    assert sorted(dbmigrate.__all__) == sorted(dbmigrate._WHERE), "__all__ and the lazy table name the same names"
+    assert all(getattr(dbmigrate, name) is not None for name in dbmigrate.__all__)
+
+
+def test_given_a_submodule_named_like_its_function_when_imported_first_then_the_package_name_is_the_function() -> None:
+    code = "import dbmigrate.snapshot\nfrom dbmigrate import baseline, verify\nassert callable(verify), baseline"
+    assert "dbmigrate.snapshot" in loaded_after(code)
