@@ -8,6 +8,7 @@ conflicts still fail it) and changes nothing.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,9 @@ STEP_NAME = "Create Kafka topics"
 # Long enough that a busy release reads the secret once per container, short enough that a rotation is picked up.
 SECRET_MAX_AGE_SECONDS = 300
 SECRET_KEYS = ("username", "password")
+# Kept from the function's remaining time: the error (or the result) must reach Step Functions before Lambda's
+# timeout would end the function with Sandbox.Timedout instead of the retried KafkaUnreachableError.
+TIME_RESERVE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -97,16 +101,22 @@ def _wanted(settings: KafkaSettings) -> list[TopicSpec]:
 
 
 def create_topics(
-    request: ReleaseRequest, settings: KafkaSettings, credentials: ScramCredentials | None
+    request: ReleaseRequest,
+    settings: KafkaSettings,
+    credentials: ScramCredentials | None,
+    deadline: float | None = None,
 ) -> TopicsResult:
-    """Create the missing topics and grow the short ones (a dry run only plans): one TopicChange per topic."""
+    """Create the missing topics and grow the short ones (a dry run only plans): one TopicChange per topic.
+
+    ``deadline`` (``time.monotonic()``) bounds the whole run, see kafka_topics.
+    """
     wanted = _wanted(settings)
     connection = connection_from_settings(
         settings,
         username=credentials.username if credentials else None,
         password=credentials.password.get_secret_value() if credentials else None,
     )
-    report = ensure_topics(open_admin(connection), wanted, dry_run=request.dry_run)
+    report = ensure_topics(open_admin(connection, deadline), wanted, dry_run=request.dry_run)
     logger.info(
         "topics ensured",
         # "created" is a LogRecord attribute: the keys carry a prefix.
@@ -127,8 +137,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Create Kafka topics."""
     state = parse_event(ReleaseState, event)
     settings = config.kafka_settings()
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - TIME_RESERVE_SECONDS
     try:
-        return create_topics(state.request, settings, kafka_credentials(settings)).to_json()
+        return create_topics(state.request, settings, kafka_credentials(settings), deadline).to_json()
     except KafkaAuthError:
         forget_credentials()  # the redrive after a rotation or a fix reads the secret afresh
         raise

@@ -1,8 +1,11 @@
 """Kafka topics for a release: plan what is missing or drifted, then create / grow / alter. Never shrink, never delete.
 
 The "Create Kafka topics" handler parses its settings, resolves credentials (Secrets Manager), and calls
-`ensure_topics(open_admin(connection), wanted, dry_run=...)`. Every Kafka call is bounded by the connection's
-`timeout_s`, so an unreachable cluster fails with KafkaUnreachableError within about that many seconds.
+`ensure_topics(open_admin(connection, deadline), wanted, dry_run=...)`. Every Kafka call is bounded by the
+connection's `timeout_s`, so an unreachable cluster fails with KafkaUnreachableError within about that many seconds;
+and the whole run by ``deadline`` (the function's remaining time less a reserve): a run of several slow calls raises
+the retried KafkaUnreachableError before Lambda would time the function out. A TLS / plaintext listener mismatch,
+which librdkafka names in its error, is a ConfigurationError: retrying cannot fix it.
 """
 
 from __future__ import annotations
@@ -179,14 +182,41 @@ def build_client_config(connection: KafkaConnection) -> dict[str, Any]:
     return config
 
 
+# librdkafka's words when the client's security.protocol does not match the listener's (plaintext to a TLS listener;
+# TLS to a plaintext one).
+_PROTOCOL_MISMATCH_MARKERS = (
+    "incorrect security.protocol",
+    "connecting to a ssl listener",
+    "connecting to a plaintext broker listener",
+    "wrong version number",
+)
+
+
 @dataclass
 class TopicAdmin:
-    """An AdminClient with what the error messages and bounds need: its bootstrap servers, its timeout, its errors."""
+    """An AdminClient with what the error messages and bounds need: its bootstrap servers, its timeout, its errors.
+
+    ``deadline`` (``time.monotonic()``) is when the step must have returned or raised: each wait takes at most
+    ``timeout_s`` and never past it. None: no overall bound (tests, tools).
+    """
 
     client: AdminClient
     bootstrap_servers: str
     timeout_s: float
     errors: deque[KafkaError] = field(default_factory=lambda: deque(maxlen=50))
+    deadline: float | None = None
+
+    def bound(self, what: str) -> float:
+        """Seconds the next wait may take; KafkaUnreachableError (retried) once the step's time is spent."""
+        if self.deadline is None:
+            return self.timeout_s
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise KafkaUnreachableError(
+                f"Kafka on {self.bootstrap_servers} too slow: the function's time ran out before {what} "
+                f"(each call waits up to {self.timeout_s:g}s); retried"
+            )
+        return min(self.timeout_s, left)
 
     def client_errors(self) -> list[KafkaError]:
         """Errors librdkafka reported through error_cb (served by poll) since the admin was opened."""
@@ -194,7 +224,7 @@ class TopicAdmin:
         return list(self.errors)
 
 
-def open_admin(connection: KafkaConnection) -> TopicAdmin:
+def open_admin(connection: KafkaConnection, deadline: float | None = None) -> TopicAdmin:
     """An AdminClient for the connection. It connects on the first call, bounded by timeout_s.
 
     With msk_iam, librdkafka fetches the first token while the client is constructed (confluent-kafka 2.16 blocks
@@ -219,7 +249,7 @@ def open_admin(connection: KafkaConnection) -> TopicAdmin:
             ) from e
         # e.g. an ssl.ca.location that does not exist or is not a PEM file
         raise ConfigurationError(f"Kafka client for {connection.bootstrap_servers} not created: {detail}") from e
-    return TopicAdmin(client, connection.bootstrap_servers, connection.timeout_s, errors)
+    return TopicAdmin(client, connection.bootstrap_servers, connection.timeout_s, errors, deadline)
 
 
 def _recording_failures(
@@ -483,9 +513,29 @@ def _auth_error_seen(admin: TopicAdmin) -> KafkaError | None:
     return next((e for e in reversed(admin.client_errors()) if e.code() in _AUTH_CODES), None)
 
 
+def _protocol_mismatch_seen(admin: TopicAdmin) -> KafkaError | None:
+    return next(
+        (
+            e
+            for e in reversed(admin.client_errors())
+            if any(m in (e.str() or "").lower() for m in _PROTOCOL_MISMATCH_MARKERS)
+        ),
+        None,
+    )
+
+
+def _protocol_mismatch_error(err: KafkaError, admin: TopicAdmin) -> ConfigurationError:
+    return ConfigurationError(
+        f"Kafka on {admin.bootstrap_servers} speaks another protocol than KAFKA_AUTH_MODE: {err.name()}: {err.str()} "
+        "(TLS to a plaintext listener or plaintext to a TLS one: give KafkaBootstrapServers the auth mode's listener, "
+        "e.g. MSK's 9094 for tls, 9096 for sasl_scram, 9098 for msk_iam)"
+    )
+
+
 def _cluster_metadata(admin: TopicAdmin) -> ClusterMetadata:
     """All topics and brokers. KafkaAuthError as soon as librdkafka reports one; KafkaUnreachableError at the bound."""
-    deadline = time.monotonic() + admin.timeout_s
+    bound = admin.bound("reading cluster metadata")
+    deadline = time.monotonic() + bound
     last: KafkaError | None = None
     while True:
         remaining = deadline - time.monotonic()
@@ -498,6 +548,9 @@ def _cluster_metadata(admin: TopicAdmin) -> ClusterMetadata:
         else:
             if metadata.brokers:
                 return metadata
+        mismatch = _protocol_mismatch_seen(admin)
+        if mismatch is not None:
+            raise _protocol_mismatch_error(mismatch, admin)
         auth = _auth_error_seen(admin)
         if auth is not None:
             raise _error_from(auth, admin, "connecting")
@@ -505,8 +558,9 @@ def _cluster_metadata(admin: TopicAdmin) -> ClusterMetadata:
             seen = admin.client_errors()
             cause = seen[-1] if seen else last
             why = f"{cause.name()}: {cause.str()}" if cause is not None else "no broker in the metadata"
+            budget = "" if bound >= admin.timeout_s else ", the rest of the function's time"
             raise KafkaUnreachableError(
-                f"Kafka not reachable: no answer from {admin.bootstrap_servers} within {admin.timeout_s:g}s ({why})"
+                f"Kafka not reachable: no answer from {admin.bootstrap_servers} within {bound:g}s{budget} ({why})"
             )
 
 
@@ -517,7 +571,8 @@ def _results(
     admin: TopicAdmin, futures: Mapping[_K, concurrent.futures.Future[Any]], what: str
 ) -> tuple[dict[_K, Any], dict[_K, KafkaError]]:
     """Each future's result or Kafka error, waiting timeout_s (plus a margin) in all. Auth and unreachable raise."""
-    deadline = time.monotonic() + admin.timeout_s + 1.0
+    bound = admin.bound(what)
+    deadline = time.monotonic() + (bound + 1.0 if admin.deadline is None else bound)
     results: dict[_K, Any] = {}
     failures: dict[_K, KafkaError] = {}
     for key, future in futures.items():
@@ -525,7 +580,7 @@ def _results(
             results[key] = future.result(timeout=max(deadline - time.monotonic(), 0.0))
         except concurrent.futures.TimeoutError:
             raise KafkaUnreachableError(
-                f"Kafka not reachable: {what} on {admin.bootstrap_servers} got no answer within {admin.timeout_s:g}s"
+                f"Kafka not reachable: {what} on {admin.bootstrap_servers} got no answer within {bound:g}s"
             ) from None
         except KafkaException as e:
             err = _kafka_error(e)
@@ -539,7 +594,7 @@ def _describe_topic_configs(admin: TopicAdmin, names: list[str]) -> dict[str, di
     if not names:
         return {}
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
-    futures = admin.client.describe_configs(resources, request_timeout=admin.timeout_s)
+    futures = admin.client.describe_configs(resources, request_timeout=admin.bound("DescribeConfigs"))
     results, failures = _results(admin, futures, "DescribeConfigs")
     if failures:
         resource, err = next(iter(failures.items()))
@@ -646,7 +701,7 @@ def _config_resources(topics: list[PlannedTopic]) -> dict[str, ConfigResource]:
 
 def _submit(admin: TopicAdmin, plan: TopicPlan, *, validate_only: bool) -> tuple[dict[str, KafkaError], set[str]]:
     """CreateTopics, CreatePartitions, IncrementalAlterConfigs as planned: (refusals by topic, already applied)."""
-    t = admin.timeout_s
+    t = admin.bound("changing topics")
     mode = " (validate only)" if validate_only else ""
     refused: dict[str, KafkaError] = {}
     raced: set[str] = set()
@@ -716,7 +771,8 @@ def _await_applied(admin: TopicAdmin, plan: TopicPlan, raced: set[str]) -> None:
         if t.action in (TopicAction.CREATE, TopicAction.GROW)
     }
     configs = {t.name: {c.name: c.wanted for c in t.config_changes} for t in plan.config_alterations}
-    deadline = time.monotonic() + admin.timeout_s
+    bound = admin.bound("waiting for the topic changes to show")
+    deadline = time.monotonic() + bound
     while True:
         metadata = _cluster_metadata(admin)
         lagging = sorted(
@@ -739,7 +795,7 @@ def _await_applied(admin: TopicAdmin, plan: TopicPlan, raced: set[str]) -> None:
         if time.monotonic() >= deadline:
             raise KafkaUnreachableError(
                 f"Kafka on {admin.bootstrap_servers} accepted the topic changes but its metadata did not show them "
-                f"within {admin.timeout_s:g}s: {', '.join(lagging)}"
+                f"within {bound:g}s: {', '.join(lagging)}"
             )
         time.sleep(0.05)
 
