@@ -96,6 +96,16 @@ def pending(settings: Settings, *, log: EventSink = discard) -> tuple[MigrationF
         conn.close()
 
 
+def _watch_the_client(conn: Connection, settings: Settings) -> None:
+    """Have the server check, while a statement runs, that this runner is still connected (PostgreSQL 14+)."""
+    if settings.client_check_interval_ms > 0 and conn.server_version >= 140000:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT set_config('client_connection_check_interval', %s, false)",
+                (str(settings.client_check_interval_ms),),
+            )
+
+
 def migrate(settings: Settings, *, log: EventSink = discard) -> MigrationReport:
     """Apply every pending migration of settings.migrations_dir; a fast read-only no-op at head."""
     started = time.monotonic()
@@ -105,6 +115,7 @@ def migrate(settings: Settings, *, log: EventSink = discard) -> MigrationReport:
     try:
         conn.autocommit = True
         with database_errors(settings):
+            _watch_the_client(conn, settings)
             rows = history.read_history(conn)
             todo = plan(files, rows)
             lock_taken = False

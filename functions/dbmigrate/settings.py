@@ -55,6 +55,10 @@ class Settings:
     # PostgreSQL lock_timeout / statement_timeout for every migration statement (0 disables, as in PostgreSQL).
     lock_timeout_ms: int = 10_000
     statement_timeout_ms: int = 900_000
+    # PostgreSQL 14+ client_connection_check_interval of the runner's session: a backend whose client died (runner
+    # killed by OOM, host loss, a stop past its grace period) notices within this interval, cancels its statement and
+    # releases its table and advisory locks, instead of holding them until statement_timeout (0 disables).
+    client_check_interval_ms: int = 2_000
     applied_by: str = field(default_factory=_default_applied_by)
     application_name: str = "deployflow-dbmigrate"
 
@@ -139,6 +143,11 @@ class Settings:
             statement_timeout_ms=_parse_int(
                 "DB_STATEMENT_TIMEOUT_MS",
                 get("DB_STATEMENT_TIMEOUT_MS") or str(defaults.statement_timeout_ms),
+                minimum=0,
+            ),
+            client_check_interval_ms=_parse_int(
+                "DB_CLIENT_CHECK_INTERVAL_MS",
+                get("DB_CLIENT_CHECK_INTERVAL_MS") or str(defaults.client_check_interval_ms),
                 minimum=0,
             ),
             applied_by=get("MIGRATION_APPLIED_BY") or defaults.applied_by,
