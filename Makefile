@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
 .PHONY: demo test lint format bench diagram expected-schema scenarios system-deps kafka-jars clean
 
@@ -64,9 +66,18 @@ scenarios: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
 		$(BIN)/deployflow local run --scenario $$s > /dev/null 2>&1 && echo "$$s: as expected" || { echo "$$s: NOT as expected"; exit 1; }; \
 	done
 
-bench: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
+$(BENCH_STAMP): requirements-bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+# Each benchmark prints its figures and leaves its headline in .cache/bench/; the summary ends with one line per
+# target of issue 11, in a fixed form a script can read.
+bench: system-deps kafka-jars $(STAMP) $(SAM_STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/migrations.py
-	$(BIN)/python benchmarks/workflow.py
+	$(BIN)/python benchmarks/cold_start.py
+	AWS_CLI=$(BENCH_VENV)/bin/aws $(BIN)/python benchmarks/workflow.py
+	$(BIN)/python benchmarks/summary.py
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(BENCH_VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -3,13 +3,15 @@
 # it, its exit code from DescribeTasks, then a forced new deployment per service and `aws ecs wait services-stable`.
 # It is the benchmark's anchor (benchmarks/workflow.py runs it against the same local stack); it is not a tool.
 #
-# Needs the AWS CLI (v1, as measured in issue 11) and, in the environment: CLUSTER, TASK_DEFINITION, CONTAINER,
+# Needs the AWS CLI (v1, as measured in issue 11; AWS_CLI names it, default: aws on PATH) and, in the environment: CLUSTER, TASK_DEFINITION, CONTAINER,
 # SUBNETS and SECURITY_GROUPS (comma-separated), SERVICES (space-separated), plus whatever reaches the AWS API
 # (AWS_ENDPOINT_URL for the local stack). Prints one "anchor: <event> <epoch seconds>" line per milestone on stdout
 # so the caller can time it; exits 1 when the migration failed, 0 otherwise (like the original, whatever the
 # services' rollout did: services-stable is also satisfied by a circuit-breaker rollback).
 set -euo pipefail
 
+AWS_CLI=${AWS_CLI:-aws}
+aws() { "$AWS_CLI" "$@"; }
 mark() { printf 'anchor: %s %s\n' "$1" "$(date +%s.%N)"; }
 
 : "${CLUSTER:?}" "${TASK_DEFINITION:?}" "${CONTAINER:?}" "${SUBNETS:?}" "${SECURITY_GROUPS:?}" "${SERVICES:?}"

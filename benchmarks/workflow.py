@@ -133,8 +133,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="interleaved rounds (each: 2 happy + 2 rollback releases)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="factor on Wait/Retry delays (1.0 = as deployed)")
     args = parser.parse_args()
-    if shutil.which("aws") is None:
-        raise SystemExit("benchmarks/workflow.py: the AWS CLI (aws) is not on PATH: pip install awscli (v1)")
+    aws_cli = os.environ.get("AWS_CLI", "aws")
+    if shutil.which(aws_cli) is None:
+        raise SystemExit(f"benchmarks/workflow.py: the AWS CLI ({aws_cli}) is not found: make .venv-bench/.installed")
 
     started = time.perf_counter()
     with LocalStack(StackOptions(time_scale=args.time_scale)) as stack:
