@@ -45,6 +45,7 @@ from deployflow.local.inspect import (
 )
 from deployflow.local.kafka import KafkaBroker
 from deployflow.local.postgres import ConnectionParams, PostgresCluster
+from deployflow.local.task_definitions import migration_task_definition
 from deployflow.local.template import ASL_PATH, REPO_ROOT, SamTemplate
 
 logger = logging.getLogger(__name__)
@@ -289,41 +290,27 @@ class LocalStack:
         )["ARN"]
         task_role = f"arn:aws:iam::{ACCOUNT_ID}:role/alerting-local-migration-task"
         execution_role = f"arn:aws:iam::{ACCOUNT_ID}:role/alerting-local-migration-execution"
-        ecs.register_task_definition(
-            family=TASK_FAMILY,
-            networkMode="awsvpc",
-            requiresCompatibilities=["FARGATE"],
-            cpu="256",
-            memory="512",
-            taskRoleArn=task_role,
-            executionRoleArn=execution_role,
-            containerDefinitions=[
-                {
-                    "name": CONTAINER,
-                    "image": f"{registry}/{REPOSITORY}:bootstrap",
-                    "essential": True,
-                    "command": ["migrate"],
-                    "environment": [
-                        {"name": "DB_HOST", "value": db.host},
-                        {"name": "DB_PORT", "value": str(db.port)},
-                        {"name": "DB_NAME", "value": db.dbname},
-                        {"name": "DB_SSLMODE", "value": "disable"},
-                    ],
-                    "secrets": [
-                        {"name": "DB_USER", "valueFrom": f"{self.db_secret_arn}:username::"},
-                        {"name": "DB_PASSWORD", "valueFrom": f"{self.db_secret_arn}:password::"},
-                    ],
-                    "logConfiguration": {
-                        "logDriver": "awslogs",
-                        "options": {
-                            "awslogs-group": LOG_GROUP,
-                            "awslogs-region": aws.region,
-                            "awslogs-stream-prefix": "migration",
-                        },
-                    },
-                }
-            ],
+        # Registered from docs/deploy.md's own example, filled in with the local values: the two cannot drift.
+        definition = migration_task_definition(
+            "fargate",
+            {
+                "MIGRATION_TASK_FAMILY": TASK_FAMILY,
+                "MIGRATION_CONTAINER_NAME": CONTAINER,
+                "ACCOUNT_ID": ACCOUNT_ID,
+                "REGION": aws.region,
+                "TASK_ROLE_NAME": task_role.rsplit("/", 1)[1],
+                "EXECUTION_ROLE_NAME": execution_role.rsplit("/", 1)[1],
+                "MIGRATION_REPOSITORY": REPOSITORY,
+                "IMAGE_TAG": "bootstrap",
+                "DB_HOST": db.host,
+                "DB_PORT": str(db.port),
+                "DB_NAME": db.dbname,
+                "DB_SSLMODE": "disable",
+                "DB_SECRET_ARN": self.db_secret_arn,
+                "MIGRATION_LOG_GROUP": LOG_GROUP,
+            },
         )
+        ecs.register_task_definition(**definition)
         ecs.register_task_definition(
             family="alerting-service",
             containerDefinitions=[{"name": "app", "image": f"{registry}/alerting-service:1", "memory": 256}],
