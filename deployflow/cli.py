@@ -1,14 +1,14 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this entry point completes itself)
 """``deployflow``: run the release workflow locally, or start and watch releases of a deployed stack.
 
     deployflow local run [--scenario NAME] [--json] [--render-path FILE]
     deployflow start --image-tag T [--services a,b] [--dry-run] [--idempotency-key K] [--follow] [target options]
     deployflow watch EXECUTION [target options]
+    deployflow completion bash|zsh
 
 Target options (as the AWS CLI takes them): --stack-name (finds the state machine in the stack's outputs) or
 --state-machine-arn, --region, --profile, --endpoint-url (e.g. the local stack's moto server).
-Exit status: 0 the execution succeeded (or, for ``local run``, the scenario behaved as named); 1 it failed;
-2 bad usage or input, or an idempotency key reused for another input (nothing was started); 3 the target could not
-be found or reached; 130 interrupted (an execution already started goes on running).
+Exit status: EXIT_CODES below (every command's --help shows it).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import secrets
 import signal
@@ -30,13 +31,10 @@ from pydantic import ValidationError
 
 from deployflow.progress import ExecutionOutcome, follow
 from deployflow.render import ProgressPrinter, outcome_report, timings_table
+from deployflow.target import Target, TargetError, one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
 _NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-
-
-class TargetError(Exception):
-    """The deployed stack or state machine could not be found or reached."""
 
 
 class IdempotencyConflictError(Exception):
@@ -135,34 +133,37 @@ def _outcome_json(outcome: ExecutionOutcome) -> dict[str, Any]:
 # --- start / watch against a deployed stack ----------------------------------------------------------------------
 
 
-def _session_clients(args: argparse.Namespace) -> tuple[Any, Any]:
-    import boto3
-    from botocore.exceptions import BotoCoreError
+def _target(args: argparse.Namespace) -> Target:
+    return Target(region=args.region, profile=args.profile, endpoint_url=args.endpoint_url)
 
-    try:
-        session = boto3.Session(profile_name=args.profile, region_name=args.region)
-        kwargs = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-        return session.client("stepfunctions", **kwargs), session.client("cloudformation", **kwargs)
-    except BotoCoreError as e:  # no region, an unknown profile: nothing to talk to
-        raise TargetError(str(e)) from e
+
+def _session_clients(args: argparse.Namespace, arn: str | None = None) -> tuple[Any, Any]:
+    """Step Functions and CloudFormation clients for the target (deployflow/target.py: as the AWS CLI resolves it)."""
+    from deployflow.target import clients
+
+    arn = arn or args.state_machine_arn
+    sfn, cloudformation = clients(_target(args), "stepfunctions", "cloudformation", arn=arn)
+    return sfn, cloudformation
+
+
+class UsageError(Exception):
+    """The command line names no target: exit 2, as argparse does for a missing option."""
+
+
+def _require_target(args: argparse.Namespace, *, arn: str | None = None) -> None:
+    if not (arn or args.state_machine_arn or args.stack_name):
+        raise UsageError("give --stack-name (or set DEPLOYFLOW_STACK_NAME), --state-machine-arn, or an execution ARN")
 
 
 def _state_machine_arn(args: argparse.Namespace, cloudformation: Any) -> str:
     if args.state_machine_arn:
         return str(args.state_machine_arn)
-    if not args.stack_name:
-        raise TargetError("give --stack-name (the deployed deployflow stack) or --state-machine-arn")
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         stacks = cloudformation.describe_stacks(StackName=args.stack_name)["Stacks"]
-    except ClientError as e:
-        error = e.response.get("Error", {})
-        raise TargetError(
-            f"cannot read stack {args.stack_name} ({error.get('Code', '?')}: {error.get('Message', e)})"
-        ) from e
-    except BotoCoreError as e:
-        raise TargetError(f"cannot read stack {args.stack_name}: {e}") from e
+    except (ClientError, BotoCoreError) as e:
+        raise TargetError(f"cannot read stack {args.stack_name} ({one_line(e)})") from e
     for output in stacks[0].get("Outputs", []):
         if output.get("OutputKey") == "StateMachineArn":
             return str(output["OutputValue"])
@@ -211,7 +212,8 @@ def build_input(args: argparse.Namespace) -> dict[str, Any]:
 def _start(args: argparse.Namespace) -> int:
     try:
         document = build_input(args)
-    except ValueError as e:
+        _require_target(args)
+    except (ValueError, UsageError) as e:
         print(f"deployflow start: {e}; nothing was started", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -226,7 +228,7 @@ def _start(args: argparse.Namespace) -> int:
         print(f"deployflow start: {e}", file=sys.stderr)
         return EXIT_TARGET
     if not args.follow:
-        print(arn)
+        print(json.dumps({"executionArn": arn}) if args.output == "json" else arn)
         return EXIT_OK
     return _follow_and_report(sfn, arn, args)
 
@@ -253,7 +255,7 @@ def _start_or_attach(sfn: Any, machine: str, name: str, document: dict[str, Any]
                 raise
             return _attach(name, arn, existing, document)
     except (ClientError, BotoCoreError) as e:
-        raise TargetError(f"cannot start an execution of {machine}: {e}") from e
+        raise TargetError(f"cannot start an execution of {machine} ({one_line(e)})") from e
     started = str(response["executionArn"])
     print(f"started {started}", file=sys.stderr)
     return started
@@ -288,7 +290,12 @@ def _attach(name: str, arn: str, existing: dict[str, Any], document: dict[str, A
 def _watch(args: argparse.Namespace) -> int:
     arn = str(args.execution)
     try:
-        sfn, cloudformation = _session_clients(args)
+        _require_target(args, arn=arn if arn.startswith("arn:") else None)
+    except UsageError as e:
+        print(f"deployflow watch: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        sfn, cloudformation = _session_clients(args, arn if arn.startswith("arn:") else None)
         if not arn.startswith("arn:"):
             machine = _state_machine_arn(args, cloudformation)
             arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{arn}"
@@ -301,22 +308,28 @@ def _watch(args: argparse.Namespace) -> int:
 def _follow_and_report(sfn: Any, arn: str, args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    watch_again = f"deployflow watch {arn}{_target(args).flags()}"
+    print(f"following {arn} (Ctrl-C stops the following, not the release)", file=sys.stderr)
+    printer = ProgressPrinter(sys.stderr)
     try:
-        outcome = follow(sfn, arn, ProgressPrinter(sys.stderr), poll_seconds=args.poll, timeout_seconds=args.timeout)
+        outcome = follow(sfn, arn, printer, poll_seconds=args.poll, timeout_seconds=args.timeout)
     except (ClientError, BotoCoreError) as e:
-        print(f"deployflow: cannot read execution {arn}: {e}", file=sys.stderr)
+        print(f"deployflow: cannot read execution {arn} ({one_line(e)})", file=sys.stderr)
         return EXIT_TARGET
     except TimeoutError as e:
-        print(f"deployflow: {e}; it goes on running: deployflow watch {arn}", file=sys.stderr)
+        print(f"deployflow: {e}; it goes on running: {watch_again}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         # Only the watching stops: the execution is Step Functions', not this process's.
-        print(
-            f"\ninterrupted: stopped following; the execution goes on running: deployflow watch {arn}", file=sys.stderr
-        )
+        printer.close()
+        print(f"\ninterrupted: stopped following; the execution goes on running: {watch_again}", file=sys.stderr)
         return 130
+    finally:
+        printer.close()
     print(outcome_report(outcome), file=sys.stderr)
-    if outcome.output is not None:
+    if args.output == "json":
+        print(json.dumps(_outcome_json(outcome), indent=2))
+    elif outcome.output is not None:
         print(json.dumps(outcome.output, indent=2))
     return EXIT_OK if outcome.status == "SUCCEEDED" else EXIT_FAILED
 
@@ -324,14 +337,42 @@ def _follow_and_report(sfn: Any, arn: str, args: argparse.Namespace) -> int:
 # --- argument parsing ---------------------------------------------------------------------------------------------
 
 
+EXIT_CODES = """exit status:
+  0    the execution succeeded (local run: the scenario behaved as named)
+  1    the execution failed, timed out or was aborted (or following it timed out)
+  2    bad usage or input, or an idempotency key reused for another input: nothing was started
+  3    the target could not be found or reached (profile, region, credentials, endpoint, stack)
+  130  interrupted: the watching stopped, an execution already started goes on running"""
+
+
 def _target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack-name", help="the deployed deployflow stack (its outputs name the state machine)")
-    parser.add_argument("--state-machine-arn", help="the state machine, instead of --stack-name")
-    parser.add_argument("--region", help="AWS region (default: the AWS CLI's)")
-    parser.add_argument("--profile", help="AWS profile (default: the AWS CLI's)")
-    parser.add_argument("--endpoint-url", help="another endpoint for AWS APIs (e.g. the local stack's moto)")
-    parser.add_argument("--poll", type=float, default=2.0, help="seconds between progress reads (default 2)")
-    parser.add_argument("--timeout", type=float, default=4 * 3600, help="stop following after this many seconds")
+    stack = os.environ.get("DEPLOYFLOW_STACK_NAME") or None
+    parser.add_argument(
+        "--stack-name",
+        default=stack,
+        help="the deployed deployflow stack; its StateMachineArn output names the state machine "
+        f"(default: $DEPLOYFLOW_STACK_NAME{', now ' + stack if stack else ', unset'})",
+    )
+    parser.add_argument("--state-machine-arn", help="the state machine's ARN, instead of --stack-name")
+    parser.add_argument(
+        "--region", help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, the ARN's region, the profile's)"
+    )
+    parser.add_argument("--profile", help="AWS profile from ~/.aws/config (default: $AWS_PROFILE, else 'default')")
+    parser.add_argument(
+        "--endpoint-url",
+        help="another endpoint for the AWS APIs, e.g. the local stack's moto (default: $AWS_ENDPOINT_URL)",
+    )
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="stdout: text (the execution ARN, or the deployment record) or json (one document: "
+        "status, error, cause, failed step, path, record); progress always goes to stderr (default: text)",
+    )
+    parser.add_argument("--poll", type=float, default=2.0, help="seconds between progress reads (default: 2)")
+    parser.add_argument(
+        "--timeout", type=float, default=4 * 3600, help="stop following after this many seconds (default: 14400)"
+    )
 
 
 def _version() -> str:
@@ -355,30 +396,49 @@ def _local_missing(reason: str) -> Any:
     return handler
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command line."""
-    root = argparse.ArgumentParser(prog="deployflow", description=__doc__.split("\n\n")[0])
+def parser(*, with_local: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``with_local=False`` leaves the local stack's subcommands out (its imports take seconds)."""
+    root = argparse.ArgumentParser(
+        prog="deployflow",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     root.add_argument("--version", action="version", version=f"deployflow {_version()}")
     commands = root.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="the embedded local stack (needs deployflow[local], in a checkout)")
     try:
+        if not with_local:
+            raise ModuleNotFoundError(name="(not loaded)")
         from deployflow.local.scenarios import SCENARIOS
-    except ModuleNotFoundError as e:  # an operator's install: start / watch only
+    except ModuleNotFoundError as e:  # an operator's install, or a command that is not `local`
         local.set_defaults(handler=_local_missing(f"no module {e.name}"))
         local.add_argument("anything", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         SCENARIOS = {}
         local = argparse.ArgumentParser()  # the local subcommands below go to a parser that is never used
     local_commands = local.add_subparsers(dest="local_command", required=True)
-    run = local_commands.add_parser("run", help="run the whole workflow locally, end to end")
-    run.add_argument("--scenario", choices=sorted(SCENARIOS), default="happy")
+    run = local_commands.add_parser(
+        "run",
+        help="run the whole workflow locally, end to end",
+        epilog="scenarios:\n"
+        + "\n".join(f"  {name:<20} {SCENARIOS[name].summary}" for name in sorted(SCENARIOS))
+        + "\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--scenario", choices=sorted(SCENARIOS), default="happy", metavar="NAME", help="the scenario (default: happy)"
+    )
     run.add_argument("--json", action="store_true", help="machine output on stdout (progress goes to stderr)")
     run.add_argument("--render-path", metavar="FILE", help="draw the execution's path on the workflow (SVG)")
     run.add_argument("--log-dir", help="where the functions' logs go (default .cache/local-runs/<time>)")
     run.add_argument("--time-scale", type=float, default=0.02, help="factor on Wait/Retry delays (default 0.02)")
     run.set_defaults(handler=_local_run)
 
-    start = commands.add_parser("start", help="start a release")
+    start = commands.add_parser(
+        "start", help="start a release", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     start.add_argument("--image-tag", required=True, help="the migration image tag in ECR")
     start.add_argument("--services", help="comma-separated services to restart (default: all of the stack's)")
     start.add_argument("--dry-run", action="store_true", help="check everything, change nothing")
@@ -387,11 +447,32 @@ def parser() -> argparse.ArgumentParser:
     _target_options(start)
     start.set_defaults(handler=_start)
 
-    watch = commands.add_parser("watch", help="follow an execution to its end")
+    watch = commands.add_parser(
+        "watch",
+        help="follow an execution to its end",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     watch.add_argument("execution", help="execution ARN, or its name with --stack-name / --state-machine-arn")
     _target_options(watch)
     watch.set_defaults(handler=_watch)
+
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell completion script",
+        description="Completion for bash or zsh, by argcomplete. Add to ~/.bashrc or ~/.zshrc: "
+        'eval "$(deployflow completion bash)" (or zsh).',
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
+    completion.set_defaults(handler=_completion)
     return root
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from argcomplete.shell_integration import shellcode
+
+    sys.stdout.write(shellcode(["deployflow"], shell=args.shell))
+    return EXIT_OK
 
 
 def _interrupt(signum: int, frame: object) -> NoReturn:
@@ -400,7 +481,13 @@ def _interrupt(signum: int, frame: object) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deployflow`` console script."""
-    args = parser().parse_args(argv)
+    import argcomplete
+
+    words = sys.argv[1:] if argv is None else list(argv)
+    completing = "_ARGCOMPLETE" in os.environ
+    command_line = parser(with_local=completing or (bool(words) and words[0] == "local"))
+    argcomplete.autocomplete(command_line)  # answers a shell's completion request and exits; else does nothing
+    args = command_line.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.handler(args))

@@ -56,6 +56,7 @@ class ProgressEvent:
     error: str | None = None
     cause: str | None = None
     status: str | None = None
+    at: datetime | None = None  # the history event's time (a visit's own times are on the visit)
 
 
 @dataclass
@@ -166,15 +167,15 @@ class HistoryTracker:
                 self._open.attempts += 1
                 if self._open.attempts > 1:
                     error, cause = self._open.errors[-1] if self._open.errors else ("?", "")
-                    yield ProgressEvent("retry", self._open, error=error, cause=cause)
+                    yield ProgressEvent("retry", self._open, error=error, cause=cause, at=ts)
         elif etype in _TASK_FAIL_TYPES:
             details = next((v for k, v in event.items() if k.endswith("EventDetails") and isinstance(v, dict)), {})
             error, cause = str(details.get("error", etype)), str(details.get("cause", ""))
             if self._open is not None:
                 self._open.errors.append((error, cause))
-            yield ProgressEvent("failed", self._open, error=error, cause=cause)
+            yield ProgressEvent("failed", self._open, error=error, cause=cause, at=ts)
         elif etype in _EXECUTION_END_STATUSES:
-            yield ProgressEvent("finished", status=_EXECUTION_END_STATUSES[etype])
+            yield ProgressEvent("finished", status=_EXECUTION_END_STATUSES[etype], at=ts)
 
 
 def _is_lambda_task(event: dict[str, Any]) -> bool:

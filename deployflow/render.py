@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from release_steps.messages import cause_message
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
-from deployflow.progress import ExecutionOutcome, ProgressEvent
+from deployflow.progress import ExecutionOutcome, ProgressEvent, StateVisit
 
 # The wait loops: which part of the state holds the deadline, to draw how much of the bound is used.
 _LOOP_STATES = {"Check migration task": "migration", "Check services": "rollout"}
 _BAR_WIDTH = 20
+_MARKS = {"▶": "bold cyan", "✓": "green", "✗": "bold red", "↻": "yellow", "■": "bold", "⟲": "magenta"}
 
 
 def _clock(moment: datetime | None) -> str:
-    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%H:%M:%S")
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%H:%M:%SZ")
 
 
 def _one_line(text: str | None, limit: int = 300) -> str:
@@ -52,20 +57,48 @@ def deadline_bar(visit_output: str | None, part: str, at: datetime | None = None
     return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {used:4.0%} of the deadline{suffix}"
 
 
-class ProgressPrinter:
-    """Prints one line per state entered / finished / retried / failed, as it happens."""
+def _still_polling(visit: StateVisit, part: str) -> bool:
+    """A poll loop's check that found the work not done yet (the loop goes round again)."""
+    try:
+        section = json.loads(visit.output or "").get(part)
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(section, dict) and section.get("done") is False
 
-    def __init__(self, out: TextIO, show_waits: bool = False) -> None:
+
+class ProgressPrinter:
+    """Prints a release's progress as it happens: a line per state entered, finished, retried or failed, at the
+    history's own times (UTC, labelled ``Z``), so the lines come in execution order.
+
+    On a terminal: colour, and a poll loop drawn in place on one line (the check count and the deadline bar move).
+    Otherwise (a pipe, a CI log) or with NO_COLOR set: plain lines without escapes, one per state, not per poll.
+    """
+
+    def __init__(self, out: TextIO, show_waits: bool = False, *, terminal: bool | None = None) -> None:
         self.out = out
         self.show_waits = show_waits
+        plain = terminal is False or bool(os.environ.get("NO_COLOR"))  # https://no-color.org: no styling at all
+        self.console = Console(
+            file=out,
+            force_terminal=False if plain else terminal,
+            highlight=False,
+            markup=False,
+            emoji=False,
+            soft_wrap=True,
+        )
+        self.redraw = self.console.is_terminal
+        self._live: Live | None = None
 
     def __call__(self, event: ProgressEvent) -> None:
         visit = event.visit
         if event.kind == "entered" and visit is not None:
             if visit.state_type in {"Choice"} or (visit.state_type == "Wait" and not self.show_waits):
                 return
+            if visit.visit_number > 1 and visit.name in _LOOP_STATES:
+                self._poll(visit.entered_at, f"{visit.name}: check {visit.visit_number}")
+                return
             turn = f" (#{visit.visit_number})" if visit.visit_number > 1 else ""
-            self._line(visit.entered_at, f"▶ {visit.name}{turn}")
+            self._line(visit.entered_at, "▶", f"{visit.name}{turn}")
         elif event.kind == "exited" and visit is not None:
             if visit.state_type not in {"Task", "Pass"}:
                 return
@@ -74,22 +107,53 @@ class ProgressPrinter:
             if visit.failed:
                 # Every attempt failed and a Catch moved on: the state exits, but it did not succeed.
                 error = visit.errors[-1][0]
-                self._line(visit.exited_at, f"✗ {visit.name}  {took}{retries}  failed with {error}, caught")
+                self._line(visit.exited_at, "✗", f"{visit.name}  {took}{retries}  failed with {error}, caught")
                 return
             part = _LOOP_STATES.get(visit.name)
             bar = deadline_bar(visit.output, part, visit.exited_at) if part else ""
-            self._line(visit.exited_at, f"✓ {visit.name}  {took}{retries}  {bar}".rstrip())
+            if part and _still_polling(visit, part):
+                self._poll(visit.exited_at, f"{visit.name}: not done yet  {bar}")
+                return
+            self._line(visit.exited_at, "✓", f"{visit.name}  {took}{retries}  {bar}".rstrip())
         elif event.kind == "retry" and visit is not None:
-            self._line(None, f"↻ {visit.name}: attempt {visit.attempts} after {event.error}")
+            self._line(event.at, "↻", f"{visit.name}: attempt {visit.attempts} after {event.error}")
         elif event.kind == "failed":
             name = visit.name if visit is not None else "?"
-            self._line(None, f"✗ {name}: {event.error}: {_one_line(cause_message(event.cause), 240)}")
+            self._line(event.at, "✗", f"{name}: {event.error}: {_one_line(cause_message(event.cause), 240)}")
         elif event.kind == "finished":
-            self._line(None, f"■ execution {event.status}")
+            self._line(event.at, "■", f"execution {event.status}")
+            self.close()
 
-    def _line(self, moment: datetime | None, text: str) -> None:
-        self.out.write(f"  {_clock(moment)}  {text}\n")
+    def close(self) -> None:
+        """Take the in-place line away (the watching ended, or an interrupt)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _text(self, moment: datetime | None, mark: str, text: str) -> Text:
+        return Text.assemble((f"  {_clock(moment)}  ", "dim"), (mark, _MARKS.get(mark, "")), f" {text}")
+
+    def _line(self, moment: datetime | None, mark: str, text: str) -> None:
+        self.close()
+        self.console.print(self._text(moment, mark, text))
         self.out.flush()
+
+    def _poll(self, moment: datetime | None, text: str) -> None:
+        if not self.redraw:
+            return  # plain output: a poll loop is its first and its last line
+        line = self._text(moment, "⟲", text)
+        if self._live is None:
+            self._live = Live(
+                line,
+                console=self.console,
+                auto_refresh=False,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start(refresh=True)
+        else:
+            self._live.update(line, refresh=True)
 
 
 def outcome_report(outcome: ExecutionOutcome) -> str:

@@ -324,21 +324,22 @@ def test_given_a_failed_execution_when_watched_by_name_then_exit_1_naming_the_fa
 
 
 @pytest.mark.parametrize(
-    ("execution", "with_machine", "message"),
+    ("execution", "with_machine", "code", "message"),
     [
-        ("no-such-execution", True, "cannot read execution"),
-        ("no-such-execution", False, "give --stack-name (the deployed deployflow stack) or --state-machine-arn"),
+        ("no-such-execution", True, 3, "cannot read execution"),
+        # Naming no target is bad usage (2), like a missing option, not an unreachable target (3).
+        ("no-such-execution", False, 2, "give --stack-name (or set DEPLOYFLOW_STACK_NAME), --state-machine-arn"),
     ],
     ids=["unknown-name", "name-without-target"],
 )
 def test_given_an_execution_that_cannot_be_found_when_watched_then_exit_3_with_a_message(
-    cli_env: dict[str, str], target: list[str], execution: str, with_machine: bool, message: str
+    cli_env: dict[str, str], target: list[str], execution: str, with_machine: bool, code: int, message: str
 ) -> None:
     options = target if with_machine else target[2:]
 
     result = run_cli(["watch", execution, *options], cli_env)
 
-    assert result.returncode == 3, result.explain()
+    assert result.returncode == code, result.explain()
     assert message in result.stderr, result.explain()
     assert "Traceback" not in result.stderr, result.explain()
 

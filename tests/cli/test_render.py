@@ -14,19 +14,30 @@ from deployflow.render import ProgressPrinter, deadline_bar, outcome_report
 from tests.cli.history import EXECUTION_START, T0, History, rollout_output
 
 
-def printed(history: History, show_waits: bool = False) -> list[str]:
-    """The lines a ProgressPrinter writes for the history, without the leading clock."""
+def written(history: History, show_waits: bool = False, terminal: bool | None = None) -> str:
+    """What a ProgressPrinter writes for the history (a StringIO: not a terminal unless told)."""
     out = io.StringIO()
-    printer = ProgressPrinter(out, show_waits=show_waits)
+    printer = ProgressPrinter(out, show_waits=show_waits, terminal=terminal)
     tracker = HistoryTracker()
     for event in history.events:
         for progress in tracker.feed(event):
             printer(progress)
-    lines = out.getvalue().splitlines()
+    printer.close()
+    return out.getvalue()
+
+
+def printed(history: History, show_waits: bool = False) -> list[str]:
+    """The lines a ProgressPrinter writes for the history, without the leading clock."""
+    lines = written(history, show_waits).splitlines()
     for line in lines:
         assert line[:2] == "  ", f"{line!r} is not indented"
         assert line[4] == line[7] == ":", f"{line!r} does not start with an HH:MM:SS clock"
-    return [line[12:] for line in lines]
+        assert line[10] == "Z", f"{line!r}: the clock is not labelled UTC"
+    return [line[13:] for line in lines]
+
+
+def clocks(history: History) -> list[str]:
+    return [line[2:11] for line in written(history).splitlines()]
 
 
 def test_given_states_entered_and_exited_then_one_line_each_and_choices_and_waits_stay_quiet() -> None:
@@ -118,13 +129,70 @@ def test_given_check_services_outputs_then_the_done_line_draws_the_deadline_used
         .task("Check services", rollout_output(deadline_seconds=20, checks=2))
     )
 
-    lines = [line for line in printed(history) if line.startswith("✓")]
+    lines = printed(history)
 
-    # Of a 20 s deadline: the first check exits 2.3 s after the start (12%), the second 4.6 s after (23%).
+    # Not a terminal: the check that found the rollout not done is no line; the one that found it done is, with
+    # the bar drawn at its exit: of a 20 s deadline, 4.6 s after the start (23%).
     assert lines == [
-        "✓ Check services  1.30s  [##..................]  12% of the deadline, check 1",
+        "▶ Check services",
         "✓ Check services  1.30s  [#####...............]  23% of the deadline, check 2",
     ]
+
+
+def polling(checks: int) -> History:
+    """Check services run ``checks`` times, the rollout done at the last."""
+    history = History().started()
+    for check in range(1, checks + 1):
+        output = rollout_output(deadline_seconds=600, checks=check)
+        output["rollout"]["done"] = check == checks
+        history.task("Check services", output)
+    return history
+
+
+def test_given_a_long_poll_loop_when_not_on_a_terminal_then_its_lines_do_not_grow_with_the_polls() -> None:
+    history = polling(59)
+
+    lines = printed(history)
+
+    assert len(lines) == 2, lines
+    assert lines[-1].endswith("of the deadline, check 59")
+
+
+def test_given_a_terminal_then_colour_and_the_loop_redrawn_in_place_else_plain_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    history = polling(3).ended("ExecutionSucceeded")
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    coloured = written(history, terminal=True)
+    assert "\x1b[" in coloured, "no colour on a terminal"
+    assert "check 2" in coloured, "the loop's progress is not drawn on a terminal"
+    plain = written(history)
+    assert "\x1b" not in plain
+    assert "check 2" not in plain, "a pipe gets a line per poll"
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b" not in written(history, terminal=True), "NO_COLOR is not honoured"
+
+
+def test_given_failures_and_the_end_then_their_lines_carry_the_event_times_in_order() -> None:
+    history = (
+        History()
+        .started()
+        .entered("Create Kafka topics")
+        .lambda_attempt("KafkaUnreachableError", "no broker")
+        .lambda_attempt("KafkaUnreachableError", "no broker")
+        .exited("Create Kafka topics")
+        .task("Summarize failure")
+        .entered("Release failed", "Fail")
+        .ended("ExecutionFailed")
+    )
+
+    times = clocks(history)
+
+    assert times == sorted(times), times
+    assert times[0] == "14:00:01Z", "the first line is not at the history's time"
+    assert times[-1] != times[0]
 
 
 @pytest.mark.parametrize(
