@@ -52,6 +52,7 @@ from unittest import mock
 from moto.core.config import DefaultConfig
 
 from deployflow.local._patching import AttributePatch, PatchSet
+from deployflow.local.cloudformation import CloudFormationFixes
 from deployflow.local.ecs_seam import EcsSeam
 from deployflow.local.lambda_seam import LambdaSeam
 from deployflow.local.sfn_seam import InterpreterFixes, stop_running_executions
@@ -128,6 +129,7 @@ class LocalAws:
         )
         self.time = TimeScale(self.config.time_scale)
         self.interpreter = InterpreterFixes()
+        self.cloudformation = CloudFormationFixes()
         self.endpoint_url: str | None = None
         self._started = False
         self._mock: Any = None
@@ -150,7 +152,7 @@ class LocalAws:
         if self.config.quiet:
             self._quiet_loggers()
         try:
-            for seam in (self.lambdas, self.ecs, self.time, self.interpreter):
+            for seam in (self.lambdas, self.ecs, self.time, self.interpreter, self.cloudformation):
                 seam.install()
                 installed.append(seam)
             if self.mode == "in-process":
@@ -206,7 +208,7 @@ class LocalAws:
             self.ecs.shutdown()
         finally:
             self._stop_backend()
-            for seam in (self.interpreter, self.time, self.ecs, self.lambdas):
+            for seam in (self.cloudformation, self.interpreter, self.time, self.ecs, self.lambdas):
                 seam.uninstall()
             self._restore_loggers()
 

@@ -31,10 +31,10 @@ from deployflow.local.aws import (
     LocalAws,
     LocalAwsConfig,
     Network,
-    create_function,
     provision_network,
     push_image,
 )
+from deployflow.local.cloudformation import DeployedStack, create_stack, package, translate
 from deployflow.local.inspect import (
     Snapshot,
     database_tables,
@@ -108,6 +108,7 @@ class LocalStack:
         self.db_secret_arn = ""
         self.kafka_secret_arn = ""
         self.function_arns: dict[str, str] = {}
+        self.cloudformation_stack: DeployedStack | None = None
         self.image_digests: dict[str, str] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ class LocalStack:
             os.kill(pid, signal.SIGCONT)
 
     def function_name(self, logical_id: str) -> str:
-        """The local name of a template function (``CreateTopicsFunction`` -> ``deployflow-local-CreateTopics``)."""
+        """The deployed name of a template function (``CreateTopicsFunction`` -> ``deployflow-local-CreateTo...``)."""
         if logical_id not in self.function_arns:
             raise KeyError(f"no function {logical_id} in template.yaml (functions: {', '.join(self.function_arns)})")
         return self.function_arns[logical_id].rsplit(":", 1)[-1]
@@ -323,7 +324,6 @@ class LocalStack:
                 desiredCount=2,
                 deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
             )
-        self.topic_arn = aws.client("sns").create_topic(Name=f"{STACK_NAME}-notifications")["TopicArn"]
         self._create_functions_and_state_machine(task_role, execution_role)
 
     def _template_parameters(self, task_role: str, execution_role: str) -> dict[str, str]:
@@ -355,34 +355,38 @@ class LocalStack:
         }
 
     def _create_functions_and_state_machine(self, task_role: str, execution_role: str) -> None:
+        """Deploy template.yaml as ``sam deploy`` would (cloudformation.py), then create what moto's CloudFormation
+        leaves out: the state machine, from the ASL with the template's DefinitionSubstitutions."""
         aws = self._aws
+        parameters = self._template_parameters(task_role, execution_role)
+        package(aws)
+        deployed = create_stack(aws, STACK_NAME, translate(region=aws.region), parameters)
+        self.cloudformation_stack = deployed
         template = SamTemplate(
-            self._template_parameters(task_role, execution_role),
-            {"AWS::Region": aws.region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME},
+            parameters, {"AWS::Region": aws.region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME}
         )
-        # The state machine's substitutions refer to what is created here: the functions' ARNs and the topic.
-        template.attributes["NotificationTopic"] = self.topic_arn
+        lambda_client = aws.client("lambda")
         for spec in template.functions():
-            arn = create_function(
-                aws,
-                f"{STACK_NAME}-{spec.logical_id.removesuffix('Function')}",
-                spec.handler,
-                environment=spec.environment,
-                timeout=spec.timeout,
-                memory=spec.memory_size,
-                runtime=spec.runtime,
-            )
+            name = deployed.physical_id(spec.logical_id)
+            arn = str(lambda_client.get_function(FunctionName=name)["Configuration"]["FunctionArn"])
             self.function_arns[spec.logical_id] = arn
             template.attributes[f"{spec.logical_id}.Arn"] = arn
-        substitutions = template.definition_substitutions()
+        self.topic_arn = deployed.outputs["NotificationTopicArn"]
+        template.attributes["NotificationTopic"] = self.topic_arn
         definition = ASL_PATH.read_text(encoding="utf-8")
-        for key, value in substitutions.items():
+        for key, value in template.definition_substitutions().items():
             definition = definition.replace("${" + key + "}", value)
-        self.state_machine_arn = aws.client("stepfunctions").create_state_machine(
-            name=STATE_MACHINE_NAME,
+        sfn = aws.client("stepfunctions")
+        machine_arn = deployed.outputs["StateMachineArn"]
+        with suppress(sfn.exceptions.StateMachineDoesNotExist):
+            sfn.delete_state_machine(stateMachineArn=machine_arn)  # moto's, if any: created without a definition
+        self.state_machine_arn = sfn.create_state_machine(
+            name=deployed.outputs["StateMachineName"],
             definition=definition,
-            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{STACK_NAME}-state-machine",
+            roleArn=deployed.physical_id("ReleaseStateMachineRole").join((f"arn:aws:iam::{ACCOUNT_ID}:role/", "")),
         )["stateMachineArn"]
+        if self.state_machine_arn != machine_arn:
+            raise RuntimeError(f"the state machine is {self.state_machine_arn}, the stack's output {machine_arn}")
 
     # --- typed access to what started ---------------------------------------------------------------------------
 
