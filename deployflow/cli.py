@@ -435,6 +435,9 @@ def parser(*, with_local: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--log-dir", help="where the functions' logs go (default .cache/local-runs/<time>)")
     run.add_argument("--time-scale", type=float, default=0.02, help="factor on Wait/Retry delays (default 0.02)")
     run.set_defaults(handler=_local_run)
+    from deployflow.local.commands import add_local_commands
+
+    add_local_commands(local_commands)
 
     start = commands.add_parser(
         "start", help="start a release", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter

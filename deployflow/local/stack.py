@@ -86,6 +86,7 @@ class StackOptions:
     )
     log_dir: Path | None = None
     lambda_runtime: Literal["emulator", "in-process"] = "emulator"
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
 
 
 class LocalStack:
@@ -109,6 +110,7 @@ class LocalStack:
         self.kafka_secret_arn = ""
         self.function_arns: dict[str, str] = {}
         self.cloudformation_stack: DeployedStack | None = None
+        self.ignored_overrides: list[str] = []
         self.image_digests: dict[str, str] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------------------
@@ -358,13 +360,17 @@ class LocalStack:
         """Deploy template.yaml as ``sam deploy`` would (cloudformation.py), then create what moto's CloudFormation
         leaves out: the state machine, from the ASL with the template's DefinitionSubstitutions."""
         aws = self._aws
-        parameters = self._template_parameters(task_role, execution_role)
+        local = self._template_parameters(task_role, execution_role)
+        # Overrides set the settings (poll intervals, deadlines, topics, scan policy); the wiring to the local
+        # cluster, database, broker and network is the local stack's own.
+        self.ignored_overrides = sorted(k for k in self.options.parameter_overrides if k in local)
+        parameters = {**self.options.parameter_overrides, **local}
+        template = SamTemplate(  # first: an override the template does not declare is refused before anything
+            parameters, {"AWS::Region": aws.region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME}
+        )
         package(aws)
         deployed = create_stack(aws, STACK_NAME, translate(region=aws.region), parameters)
         self.cloudformation_stack = deployed
-        template = SamTemplate(
-            parameters, {"AWS::Region": aws.region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME}
-        )
         lambda_client = aws.client("lambda")
         for spec in template.functions():
             name = deployed.physical_id(spec.logical_id)
