@@ -77,6 +77,7 @@ bench: system-deps kafka-jars $(STAMP) $(SAM_STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/migrations.py
 	$(BIN)/python benchmarks/cold_start.py
 	AWS_CLI=$(BENCH_VENV)/bin/aws $(BIN)/python benchmarks/workflow.py
+	$(BIN)/python benchmarks/lambda_runtime.py
 	$(BIN)/python benchmarks/summary.py
 
 clean:
