@@ -321,6 +321,7 @@ class RuntimeProcess:
     port: int = 0
     cgroup: Path | None = None
     invocations: int = 0
+    hang_next: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
@@ -407,6 +408,9 @@ class RuntimeProcess:
                 self.start()
             kills_before = self.memory.oom_kills(self.cgroup)
             log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            if self.hang_next > 0:
+                self.hang_next -= 1
+                threading.Thread(target=self._freeze_runtime, args=(log_offset,), daemon=True).start()
             connection = http.client.HTTPConnection(
                 "127.0.0.1", self.port, timeout=client_timeout or self.config.timeout + 30
             )
@@ -422,8 +426,21 @@ class RuntimeProcess:
             oom = self.memory.oom_kills(self.cgroup) > kills_before
             return translate(status, raw, oom=oom, log_tail=self._log_since(log_offset))
 
-    def _log_since(self, offset: int) -> str:
-        time.sleep(0.01)  # the emulator writes END/REPORT right after the reply
+    def _freeze_runtime(self, log_offset: int, timeout: float = 30.0) -> None:
+        """SIGSTOP the runtime once it has the invocation: the handler hangs as a stuck native call would, until the
+        emulator's Timeout kills it (SIGKILL ends a stopped process too)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            emulator = self.pid
+            if emulator is not None and "INVOKE START" in self._log_since(log_offset, settle=0):
+                for child in _children(emulator):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGSTOP)
+                return
+            time.sleep(0.005)
+
+    def _log_since(self, offset: int, settle: float = 0.01) -> str:
+        time.sleep(settle)  # the emulator writes END/REPORT right after the reply
         try:
             with self.log_path.open("rb") as log:
                 log.seek(offset)
@@ -510,6 +527,17 @@ def log_result(tail: str) -> str:
     return base64.b64encode(tail.encode("utf-8")[-_LOG_TAIL_BYTES:]).decode("ascii")
 
 
+def _children(parent: int) -> list[int]:
+    """The direct children of a process (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+    return found
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -526,6 +554,7 @@ class RuntimePool:
         self.runtime = runtime
         self.log_dir = log_dir
         self._processes: dict[str, RuntimeProcess] = {}
+        self._hangs: dict[str, int] = {}
         self._lock = threading.Lock()
         self._setup: tuple[Path, Interpreter, Path] | None = None
         self.memory = MemoryLimits()
@@ -577,7 +606,17 @@ class RuntimePool:
             return process
 
     def invoke(self, config: FunctionConfig, body: bytes) -> Reply:
-        return self.process_for(config).invoke(body)
+        with self._lock:
+            hang = self._hangs.pop(config.function_name, 0)
+        process = self.process_for(config)
+        process.hang_next += hang
+        return process.invoke(body)
+
+    def hang_next_invocation(self, function_name: str, times: int = 1) -> None:
+        """Freeze the function's runtime during its next ``times`` invocations (a handler that hangs): the
+        emulator's Timeout ends each with Sandbox.Timedout."""
+        with self._lock:
+            self._hangs[function_name] = self._hangs.get(function_name, 0) + times
 
     def pids(self) -> dict[str, int]:
         """The emulator process of each running function (for tests and diagnostics)."""

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -181,19 +181,6 @@ class LocalStack:
         """Take the broker down (the kafka-down scenario); the stack's teardown tolerates it."""
         if self.kafka is not None:
             self.kafka.stop()
-
-    @contextmanager
-    def kafka_paused(self) -> Iterator[None]:
-        """The broker stopped with SIGSTOP for the block: it accepts connections and answers nothing (a hung
-        broker, unlike a down one); resumed afterwards, whatever happened."""
-        pid = self._kafka.pid
-        if pid is None:
-            raise RuntimeError("the local stack's Kafka broker is not running")
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            os.kill(pid, signal.SIGCONT)
 
     def function_name(self, logical_id: str) -> str:
         """The deployed name of a template function (``CreateTopicsFunction`` -> ``deployflow-local-CreateTo...``)."""
