@@ -13,15 +13,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
