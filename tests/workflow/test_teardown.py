@@ -106,7 +106,8 @@ def test_given_a_release_mid_migration_when_the_stack_exits_then_no_process_port
     runtimes = {n for n in seen.pids if n.startswith("runtime ")}
     for step in ("PrepareFunction", "RunMigrationFunction"):
         assert any(step in name for name in emulators), f"no runtime process for {step}: {seen.pids}"
-    assert len(runtimes) >= len(emulators), f"each emulator should have its runtime process running: {seen.pids}"
+    # An emulator starts its runtime on its first invocation: the step running at teardown may not have one yet.
+    assert len(runtimes) >= len(emulators) - 1, f"the emulators' runtime processes are not running: {seen.pids}"
     still_running = {name: pid for name, pid in seen.pids.items() if alive(pid)}
     assert not still_running, f"processes left running after the stack stopped: {still_running}"
     left = {pid: cmd for pid, cmd in descendants(os.getpid()).items() if pid not in children_before}
