@@ -31,7 +31,7 @@ def _split_list(value: Any) -> Any:
 class EnvSettings(BaseModel):
     """Base: each field's alias is its environment variable."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", defer_build=True)
 
     @classmethod
     def from_mapping(cls: type[_S], environ: Mapping[str, str]) -> _S:

@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 class Model(BaseModel):
     """Base: camelCase JSON, snake_case Python; unknown keys in the state are ignored by a step's input model."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", defer_build=True)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready document Step Functions passes on."""
