@@ -127,6 +127,8 @@ class KafkaSettings(EnvSettings):
     replication_factor: int = Field(alias="KAFKA_REPLICATION_FACTOR", default=3, ge=1, le=32)
     topic_configs: dict[str, str] = Field(alias="KAFKA_TOPIC_CONFIGS", default_factory=dict)
     timeout_seconds: float = Field(alias="KAFKA_TIMEOUT_SECONDS", default=10.0, gt=0, le=120)
+    # Kept from the function's remaining time for the error to reach Step Functions before Lambda's timeout.
+    time_reserve_seconds: float = Field(alias="KAFKA_TIME_RESERVE_SECONDS", default=3.0, ge=0, le=60)
     region: str | None = Field(alias="AWS_REGION", default=None)
 
     _split = field_validator("topics", mode="before")(_split_list)

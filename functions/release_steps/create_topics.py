@@ -36,9 +36,10 @@ STEP_NAME = "Create Kafka topics"
 # Long enough that a busy release reads the secret once per container, short enough that a rotation is picked up.
 SECRET_MAX_AGE_SECONDS = 300
 SECRET_KEYS = ("username", "password")
-# Kept from the function's remaining time: the error (or the result) must reach Step Functions before Lambda's
-# timeout would end the function with Sandbox.Timedout instead of the retried KafkaUnreachableError.
-TIME_RESERVE_SECONDS = 3.0
+# Kept from the function's remaining time (KAFKA_TIME_RESERVE_SECONDS): the error (or the result) must reach Step
+# Functions before Lambda's timeout would end the function with Sandbox.Timedout instead of the retried
+# KafkaUnreachableError.
+TIME_RESERVE_SECONDS: float = KafkaSettings.model_fields["time_reserve_seconds"].default
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Create Kafka topics."""
     state = parse_event(ReleaseState, event)
     settings = config.kafka_settings()
-    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - TIME_RESERVE_SECONDS
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - settings.time_reserve_seconds
     try:
         return create_topics(state.request, settings, kafka_credentials(settings), deadline).to_json()
     except KafkaAuthError:
