@@ -30,8 +30,8 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from deployflow.progress import ExecutionOutcome, follow
-from deployflow.render import ProgressPrinter, outcome_report, timings_table
-from deployflow.target import Target, TargetError, one_line
+from deployflow.render import ProgressPrinter, aws_cli_options, outcome_report, timings_table
+from deployflow.target import Target, TargetError, arn_region, one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
 _NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -70,7 +70,9 @@ def _local_run(args: argparse.Namespace) -> int:
         out.write(f"function logs: {stack.log_dir}/lambda-*.log\n\n")
         result = scenario.run(stack, ProgressPrinter(out))
         for outcome in result.outcomes:
-            out.write("\n" + outcome_report(outcome) + "\n")
+            out.write(
+                "\n" + outcome_report(outcome, aws_cli_options(stack.aws.region, None, stack.aws.endpoint_url)) + "\n"
+            )
         out.write("\nindependent checks (psql, Kafka metadata, ECS):\n")
         for line in _independent_checks(stack):
             out.write(f"  {line}\n")
@@ -326,7 +328,9 @@ def _follow_and_report(sfn: Any, arn: str, args: argparse.Namespace) -> int:
         return 130
     finally:
         printer.close()
-    print(outcome_report(outcome), file=sys.stderr)
+    # The redrive command names the region of the execution (its ARN says it) unless one was given.
+    options = aws_cli_options(args.region or arn_region(arn), args.profile, args.endpoint_url)
+    print(outcome_report(outcome, options), file=sys.stderr)
     if args.output == "json":
         print(json.dumps(_outcome_json(outcome), indent=2))
     elif outcome.output is not None:

@@ -14,8 +14,6 @@ from datetime import datetime
 from typing import Any
 
 TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-# Every Catch of the release's steps leads here: the states after it report a failure, they are not its cause.
-FAILURE_PATH_STATES = frozenset({"Summarize failure", "Notify failure", "Notify failure (raw)", "Release failed"})
 
 
 @dataclass
@@ -72,6 +70,8 @@ class ExecutionOutcome:
     transitions: int
     lambda_invocations: int
     state_outputs: dict[str, str] = field(default_factory=dict)
+    start_date: datetime | None = None
+    stop_date: datetime | None = None
 
     @property
     def path(self) -> list[str]:
@@ -80,13 +80,10 @@ class ExecutionOutcome:
 
     @property
     def summary(self) -> str | None:
-        """The release summary the workflow published (from the record step's output), if it got that far."""
-        for state in ("Build deployment record", "Summarize failure"):
-            raw = self.state_outputs.get(state)
-            if raw is None:
-                continue
+        """The release summary the workflow published (a record step's output: ``record.summary``), if any."""
+        for visit in reversed(self.visits):
             try:
-                text = json.loads(raw).get("record", {}).get("summary")
+                text = json.loads(visit.output or "").get("record", {}).get("summary")
             except (ValueError, AttributeError):
                 continue
             if isinstance(text, str):
@@ -94,20 +91,38 @@ class ExecutionOutcome:
         return None
 
     @property
-    def failed_state(self) -> str | None:
-        """The task state whose failure ended the release: the last one that failed before the failure path began.
+    def caught_state(self) -> str | None:
+        """The state whose terminal error a Catch took: the ASL's Pass after the Catch writes it to ``failed.state``."""
+        for visit in self.visits:
+            try:
+                name = json.loads(visit.output or "").get("failed", {}).get("state")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(name, str):
+                return name
+        return None
 
-        Errors on the failure path itself (a notification that could not be published) are not the release's
-        failure; a state that failed and then succeeded on a retry is not either, unless nothing else failed.
-        """
-        release_path = self.visits
-        for index, visit in enumerate(self.visits):
-            if visit.name in FAILURE_PATH_STATES:
-                release_path = self.visits[:index]
-                break
-        tasks = [v for v in reversed(release_path) if v.state_type == "Task" and v.errors]
-        failed = next((v for v in tasks if v.failed), tasks[0] if tasks else None)
-        return failed.name if failed is not None else None
+    @property
+    def failed_state(self) -> str | None:
+        """The state whose failure ended the release: the one the ASL named after a Catch or, for an uncaught
+        failure (the execution stopped at its step), the last state entered."""
+        caught = self.caught_state
+        if caught is not None:
+            return caught
+        if self.status in TERMINAL_STATUSES - {"SUCCEEDED"} and self.visits:
+            return self.visits[-1].name
+        return None
+
+    @property
+    def failed_visit(self) -> StateVisit | None:
+        """The last visit of the failed state (its attempts and errors)."""
+        name = self.failed_state
+        return next((v for v in reversed(self.visits) if v.name == name), None)
+
+    @property
+    def redrivable(self) -> bool:
+        """Stopped at its step (not through the Catch into Release failed): a redrive resumes there."""
+        return self.status in {"FAILED", "TIMED_OUT", "ABORTED"} and self.caught_state is None
 
 
 _TASK_FAIL_TYPES = {"LambdaFunctionFailed", "LambdaFunctionTimedOut", "TaskFailed", "TaskTimedOut"}
@@ -245,4 +260,6 @@ def _outcome(execution_arn: str, description: dict[str, Any], tracker: HistoryTr
         transitions=tracker.transitions,
         lambda_invocations=tracker.lambda_invocations,
         state_outputs=dict(tracker.outputs),
+        start_date=description.get("startDate"),
+        stop_date=description.get("stopDate"),
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -66,6 +68,15 @@ def _still_polling(visit: StateVisit, part: str) -> bool:
     return isinstance(section, dict) and section.get("done") is False
 
 
+def _names_a_failed_state(output: str | None) -> bool:
+    """The output of the Pass after a Catch: it only records which state failed."""
+    try:
+        failed = json.loads(output or "").get("failed")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(failed, dict) and "state" in failed
+
+
 class ProgressPrinter:
     """Prints a release's progress as it happens: a line per state entered, finished, retried or failed, at the
     history's own times (UTC, labelled ``Z``), so the lines come in execution order.
@@ -92,7 +103,7 @@ class ProgressPrinter:
     def __call__(self, event: ProgressEvent) -> None:
         visit = event.visit
         if event.kind == "entered" and visit is not None:
-            if visit.state_type in {"Choice"} or (visit.state_type == "Wait" and not self.show_waits):
+            if visit.state_type in {"Choice", "Pass"} or (visit.state_type == "Wait" and not self.show_waits):
                 return
             if visit.visit_number > 1 and visit.name in _LOOP_STATES:
                 self._poll(visit.entered_at, f"{visit.name}: check {visit.visit_number}")
@@ -100,8 +111,8 @@ class ProgressPrinter:
             turn = f" (#{visit.visit_number})" if visit.visit_number > 1 else ""
             self._line(visit.entered_at, "▶", f"{visit.name}{turn}")
         elif event.kind == "exited" and visit is not None:
-            if visit.state_type not in {"Task", "Pass"}:
-                return
+            if visit.state_type not in {"Task", "Pass"} or _names_a_failed_state(visit.output):
+                return  # the Pass after a Catch only records which state failed: the ✗ line above said so
             took = f"{visit.duration_seconds:.2f}s" if visit.duration_seconds is not None else ""
             retries = f", {visit.retries} retr{'y' if visit.retries == 1 else 'ies'}" if visit.retries else ""
             if visit.failed:
@@ -156,21 +167,55 @@ class ProgressPrinter:
             self._live.update(line, refresh=True)
 
 
-def outcome_report(outcome: ExecutionOutcome) -> str:
-    """The end of an execution in a few lines: status, timings, failure or summary."""
-    lines = []
+def redrive_command(execution_arn: str, aws_options: Sequence[str] = ()) -> str:
+    """The exact AWS CLI command that resumes a stopped execution at its failed step."""
+    return " ".join(
+        ["aws stepfunctions redrive-execution", "--execution-arn", shlex.quote(execution_arn), *aws_options]
+    )
+
+
+def aws_cli_options(region: str | None, profile: str | None, endpoint_url: str | None) -> list[str]:
+    """The --region / --profile / --endpoint-url the deployflow CLI was given, for a command to paste."""
+    options: list[str] = []
+    for flag, value in (("--region", region), ("--profile", profile), ("--endpoint-url", endpoint_url)):
+        if value:
+            options += [flag, shlex.quote(value)]
+    return options
+
+
+def _took(outcome: ExecutionOutcome) -> float | None:
+    if outcome.start_date is not None and outcome.stop_date is not None:
+        return (_utc(outcome.stop_date) - _utc(outcome.start_date)).total_seconds()
     first = outcome.visits[0].entered_at if outcome.visits else None
     last = max((v.exited_at or v.entered_at for v in outcome.visits), default=None)
-    took = f" in {(last - first).total_seconds():.1f}s" if first and last else ""
-    lines.append(
-        f"{outcome.status}{took}: {outcome.transitions} state transitions, "
-        f"{outcome.lambda_invocations} Lambda invocations"
-    )
+    return (_utc(last) - _utc(first)).total_seconds() if first and last else None
+
+
+def outcome_report(outcome: ExecutionOutcome, aws_options: Sequence[str] = ()) -> str:
+    """The end of an execution in a few lines: status, timings, failure or summary.
+
+    A failure the state machine caught has its summary (from Summarize failure) below. One it did not catch (a
+    transient error after its retries, a timeout, a bug) stopped the execution at its step: the report names the
+    state, error, cause, attempts and the redrive command that resumes there.
+    """
+    lines = []
+    took = _took(outcome)
+    took_text = f" in {took:.1f}s" if took is not None else ""
+    head = f"{outcome.status}{took_text}"
+    if outcome.status != "SUCCEEDED":
+        head = f"{outcome.status} at {outcome.failed_state or '(unknown state)'}{took_text}"
+    lines.append(f"{head}: {outcome.transitions} state transitions, {outcome.lambda_invocations} Lambda invocations")
     lines.append(f"execution: {outcome.execution_arn}")
     if outcome.status != "SUCCEEDED":
-        lines.append(f"failed step: {outcome.failed_state or '(unknown)'}")
+        visit = outcome.failed_visit
+        if visit is not None and visit.attempts:
+            lines.append(f"attempts: {visit.attempts} at {visit.name}")
         lines.append(f"error: {outcome.error}")
-        lines.append(f"cause: {cause_message(outcome.cause)}")
+        lines.append(f"cause: {_one_line(cause_message(outcome.cause), 1500)}")
+        if outcome.redrivable:
+            lines.append(
+                "next: fix the cause, then resume at this state: " + redrive_command(outcome.execution_arn, aws_options)
+            )
     summary = outcome.summary
     if summary:
         lines.append("")

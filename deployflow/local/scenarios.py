@@ -25,11 +25,12 @@ from typing import Any
 from dbmigrate.files import discover_migrations
 
 from deployflow.local.inspect import Snapshot, migration_history
-from deployflow.local.stack import DEFAULT_TAG, SERVICES, TOPICS, LocalStack
+from deployflow.local.stack import CLUSTER, DEFAULT_TAG, SERVICES, TOPICS, LocalStack
 from deployflow.local.template import ASL_PATH, REPO_ROOT
 from deployflow.progress import ExecutionOutcome, ProgressEvent, follow
 
 Observer = Callable[[ProgressEvent], None]
+MAIN_TABLES = ("clients", "rules", "endpoints", "notifications")
 
 BROKEN_MIGRATION = """\
 -- A release's migration that fails half-way: the table and the column must not survive the rollback.
@@ -103,7 +104,7 @@ class Scenario:
 
 
 def execute(
-    stack: LocalStack, execution_input: Mapping[str, Any], observer: Observer | None, name: str | None = None
+    stack: LocalStack, execution_input: Any, observer: Observer | None, name: str | None = None
 ) -> ExecutionOutcome:
     """Start the state machine and follow the execution to its end."""
     arn = stack.start_execution(execution_input, name=name)
@@ -187,9 +188,11 @@ def _released(stack: LocalStack, before: Snapshot, after: Snapshot) -> list[Chec
     ]
     return [
         Check(
-            "the four tables exist",
-            {"clients", "rules", "endpoints", "notifications"} <= set(after.tables),
-            ", ".join(after.tables),
+            f"the {len(MAIN_TABLES)} main tables exist ({', '.join(MAIN_TABLES)})",
+            set(MAIN_TABLES) <= set(after.tables),
+            "missing: " + ", ".join(t for t in MAIN_TABLES if t not in after.tables)
+            if not set(MAIN_TABLES) <= set(after.tables)
+            else "",
         ),
         Check("migration history at head", versions == head, ", ".join(map(str, versions)) or "(empty)"),
         Check(
@@ -479,7 +482,11 @@ def _invalid_input(stack: LocalStack, observer: Observer | None) -> ScenarioResu
     after = stack.snapshot()
     checks = [
         _error_mentions(outcome, "imageTag", "dryrun"),
-        Check("no step after validation ran", outcome.path[1:2] == ["Summarize failure"], " → ".join(outcome.path)),
+        Check(
+            "no step after validation ran",
+            outcome.path[2:4] == ["Validate release request failed", "Summarize failure"],
+            " → ".join(outcome.path),
+        ),
         *_nothing_changed(before, after),
     ]
     return _result("invalid-input", "FAILED", "InvalidInputError", [outcome], before, after, checks)
@@ -577,7 +584,11 @@ def _rerun(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
     after = stack.snapshot()
     topics = ((second.output or {}).get("topics") or {}).get("topics") or []
     checks = [
-        Check("the first execution succeeded", first.status == "SUCCEEDED", str(first.error)),
+        Check(
+            "the first execution succeeded",
+            first.status == "SUCCEEDED",
+            first.status if first.error is None else f"{first.status} {first.error}",
+        ),
         _unchanged("migration history on the second run", middle.history, after.history),
         _unchanged("database tables on the second run", middle.tables, after.tables),
         _unchanged("Kafka topics on the second run", middle.topics, after.topics),
@@ -594,6 +605,54 @@ def _rerun(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
         ),
     ]
     return _result("rerun", "SUCCEEDED", None, [first, second], before, after, checks)
+
+
+def _service_missing(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    ecs = stack.client("ecs")
+    gone = SERVICES[1]
+    ecs.delete_service(cluster=CLUSTER, service=gone, force=True)
+    try:
+        before = stack.snapshot()
+        outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
+        after = stack.snapshot()
+    finally:
+        ecs.create_service(
+            cluster=CLUSTER,
+            serviceName=gone,
+            taskDefinition="alerting-service",
+            desiredCount=2,
+            deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+        )
+    checks = [
+        _error_mentions(outcome, gone),
+        Check(
+            "it ended before the migration",
+            "Run migration task" not in outcome.path and outcome.failed_state == "Validate release request",
+            f"failed at {outcome.failed_state}; " + " → ".join(outcome.path),
+        ),
+        _unchanged("database tables (untouched)", before.tables, after.tables),
+        _unchanged("migration history", before.history, after.history),
+        _unchanged("ECS tasks started (no migration task)", before.tasks_started, after.tasks_started),
+        _unchanged("Kafka topics", before.topics, after.topics),
+    ]
+    return _result("service-missing", "FAILED", "ServiceNotFoundError", [outcome], before, after, checks)
+
+
+def _bad_input_shape(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    before = stack.snapshot()
+    outcome = execute(stack, [], observer)  # the point: an input that is not an object
+    after = stack.snapshot()
+    summary = outcome.summary or ""
+    checks = [
+        _error_mentions(outcome, "expected a JSON object", "got an array"),
+        Check(
+            "a summary was built (and published) for it",
+            "FAILED at Validate release request" in summary and "as received (not validated): []" in summary,
+            summary.splitlines()[0] if summary else "no summary",
+        ),
+        *_nothing_changed(before, after),
+    ]
+    return _result("bad-input-shape", "FAILED", "InvalidInputError", [outcome], before, after, checks)
 
 
 def _db(stack: LocalStack) -> Any:
@@ -634,6 +693,20 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("concurrent", "a second release while one runs", "FAILED", "DeploymentInProgressError", _concurrent),
         Scenario("invalid-input", "a malformed execution input", "FAILED", "InvalidInputError", _invalid_input),
+        Scenario(
+            "bad-input-shape",
+            "an execution input that is not an object ([])",
+            "FAILED",
+            "InvalidInputError",
+            _bad_input_shape,
+        ),
+        Scenario(
+            "service-missing",
+            "a service to restart is gone from the cluster",
+            "FAILED",
+            "ServiceNotFoundError",
+            _service_missing,
+        ),
         Scenario("dry-run", "every check, no change", "SUCCEEDED", None, _dry_run),
         Scenario(
             "unsafe-migration",

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Mapping
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,12 +161,12 @@ class LocalStack:
         """Variables with which another process (the CLI, the AWS CLI) reaches the local AWS."""
         return self._aws.client_environment()
 
-    def start_execution(self, execution_input: Mapping[str, Any], name: str | None = None) -> str:
-        """Start the state machine; the execution ARN."""
+    def start_execution(self, execution_input: Any, name: str | None = None) -> str:
+        """Start the state machine with any JSON value as input; the execution ARN."""
         response = self.client("stepfunctions").start_execution(
             stateMachineArn=self.state_machine_arn,
             name=name or f"local-{uuid.uuid4().hex[:12]}",
-            input=json.dumps(dict(execution_input)),
+            input=json.dumps(execution_input),
         )
         return str(response["executionArn"])
 

@@ -119,7 +119,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         migrate(settings, log=log)
         return ExitCode.OK
     except DbMigrateError as e:
-        log(f"{command.replace('-', '_')}_failed", error=type(e).__name__, exit_code=int(e.exit_code), message=str(e))
+        log(
+            f"{command.replace('-', '_')}_failed",
+            error=type(e).__name__,
+            exit_code=int(e.exit_code),
+            message=str(e),
+            **e.log_fields(),
+        )
         print(f"dbmigrate: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

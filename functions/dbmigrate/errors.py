@@ -22,10 +22,17 @@ class ExitCode(IntEnum):
     LINT_FAILED = 11
 
 
+STATEMENT_MAX_CHARS = 200  # the statement in the exit line: enough to recognise it, never a whole file
+
+
 class DbMigrateError(Exception):
     """Base class: a failure the runner explains in one line."""
 
     exit_code: ExitCode = ExitCode.INTERNAL_ERROR
+
+    def log_fields(self) -> dict[str, object]:
+        """Facts of the failure for the runner's exit line (``migrate_failed``), beside its message."""
+        return {}
 
 
 class DbConfigurationError(DbMigrateError):
@@ -46,6 +53,9 @@ class MigrationFileError(DbMigrateError):
     def __init__(self, file: str, problem: str) -> None:
         super().__init__(f"invalid migration file {file}: {problem}")
         self.file = file
+
+    def log_fields(self) -> dict[str, object]:
+        return {"file": self.file}
 
 
 class DbUnreachableError(DbMigrateError):
@@ -136,7 +146,19 @@ class MigrationStatementError(DbMigrateError):
         self.line = line
         self.excerpt = excerpt
         self.sqlstate = sqlstate
+        self.error = error
         self.transactional = transactional
+
+    def log_fields(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "statement_number": self.statement_number,
+            "line": self.line,
+            "statement": self.excerpt[:STATEMENT_MAX_CHARS],
+            "sqlstate": self.sqlstate,
+            "pg_error": self.error,
+            "transactional": self.transactional,
+        }
 
 
 class MigrationDatabaseError(DbMigrateError):

@@ -9,6 +9,7 @@ CloudWatch log, so the incident channel sees why without opening the console.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from release_steps.aws_errors import error_code, error_message
 from release_steps.config import EcsSettings
 from release_steps.ecs import EcsClient, EcsTask, LogLocation
 from release_steps.errors import InvalidInputError, MigrationFailedError, MigrationTimeoutError
-from release_steps.migration_log import parse_lines
+from release_steps.migration_log import last_event, parse_lines
 from release_steps.models import MigrationStepInput, MigrationTask, PlannedMigration
 from release_steps.observability import logger, parse_event, step
 from release_steps.timeutil import next_poll_seconds, parse_iso, seconds_between, to_iso, utc_now
@@ -29,6 +30,8 @@ STEP_NAME = "Check migration task"
 LOG_TAIL_MAX_CHARS = 4000  # keeps the error (and the Step Functions cause) readable and well under its limits
 LOG_LINE_MAX_CHARS = 400
 PLAN_LOG_MAX_PAGES = 5  # GetLogEvents pages (up to 10,000 events / 1 MB each) read for the plan; bounded
+STATEMENT_MAX_CHARS = 200
+EARLIER_LINES = 3
 
 
 def _one_line(text: str, limit: int) -> str:
@@ -36,14 +39,23 @@ def _one_line(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def log_tail(logs: Any, location: LogLocation | None, container: str, lines: int) -> str:
-    """The last ``lines`` lines of a container's log stream on one line, or why they are unavailable (never raises)."""
+@dataclass(frozen=True)
+class LogTail:
+    """The container's last log messages, or why there are none (``where`` names the stream either way)."""
+
+    messages: list[str]
+    where: str
+    problem: str | None = None
+
+
+def read_log_tail(logs: Any, location: LogLocation | None, container: str, lines: int) -> LogTail:
+    """The last ``lines`` messages of a container's log stream, or why they are unavailable (never raises)."""
     if lines == 0:
-        return "log tail off (MIGRATION_LOG_TAIL_LINES=0)"
+        return LogTail([], "", "log tail off (MIGRATION_LOG_TAIL_LINES=0)")
     if location is None:
-        return f"no log tail: container {container} has no awslogs log configuration"
+        return LogTail([], "", f"no log tail: container {container} has no awslogs log configuration")
     if location.stream is None:
-        return f"no log tail: log group {location.group} has no awslogs-stream-prefix, so the stream name is unknown"
+        return LogTail([], location.group, f"no log tail: log group {location.group} has no awslogs-stream-prefix")
     where = f"{location.group} {location.stream}"
     try:
         response = logs.get_log_events(
@@ -51,19 +63,66 @@ def log_tail(logs: Any, location: LogLocation | None, container: str, lines: int
         )
     except ClientError as e:
         if error_code(e) == "ResourceNotFoundException":
-            return f"no log tail: log stream {where} does not exist (the container may never have started)"
-        return f"no log tail: reading {where} failed ({error_code(e)}: {error_message(e)})"
+            return LogTail(
+                [], where, f"no log tail: log stream {where} does not exist (the container may never have started)"
+            )
+        return LogTail([], where, f"no log tail: reading {where} failed ({error_code(e)}: {error_message(e)})")
     messages = [str(event.get("message", "")) for event in response.get("events") or []][-lines:]
     if not messages:
-        return f"no log tail: log stream {where} is empty"
-    tail = " | ".join(_one_line(message, LOG_LINE_MAX_CHARS) for message in messages)
-    if len(tail) > LOG_TAIL_MAX_CHARS:
-        tail = "…" + tail[-(LOG_TAIL_MAX_CHARS - 1) :]
-    return f"last {len(messages)} log lines of {where}: {tail}"
+        return LogTail([], where, f"no log tail: log stream {where} is empty")
+    return LogTail(messages, where)
+
+
+def log_tail(logs: Any, location: LogLocation | None, container: str, lines: int) -> str:
+    """The last ``lines`` lines of a container's log stream on one line, or why they are unavailable (never raises)."""
+    tail = read_log_tail(logs, location, container, lines)
+    if tail.problem:
+        return tail.problem
+    return _raw_tail(tail)
+
+
+def _raw_tail(tail: LogTail) -> str:
+    text = " | ".join(_one_line(message, LOG_LINE_MAX_CHARS) for message in tail.messages)
+    if len(text) > LOG_TAIL_MAX_CHARS:
+        text = "…" + text[-(LOG_TAIL_MAX_CHARS - 1) :]
+    return f"last {len(tail.messages)} log lines of {tail.where}: {text}"
+
+
+def runner_cause(tail: LogTail) -> str | None:
+    """The runner's own account of its failure, picked from the tail by event name (``<command>_failed``): file,
+    statement, SQLSTATE and PostgreSQL's message first, then at most a few earlier warnings; None without one."""
+    events = parse_lines(tail.messages)
+    failure = last_event(events)
+    if failure is None:
+        return None
+    f = failure.fields
+    if "pg_error" in f:
+        where = f"statement {f.get('statement_number')} (line {f.get('line')})"
+        cause = (
+            f"{f.get('file')} failed at {where}: SQLSTATE {f.get('sqlstate') or 'unknown'}: "
+            f"{_one_line(str(f.get('pg_error')), LOG_LINE_MAX_CHARS)}; statement: "
+            f"{_one_line(str(f.get('statement', '')), STATEMENT_MAX_CHARS)}"
+        )
+        if f.get("transactional") is False:
+            cause += " (no-transaction file: statements before it stay applied)"
+        elif f.get("transactional") is True:
+            cause += " (rolled back, history unchanged)"
+    else:
+        cause = _one_line(str(f.get("message", failure.event)), LOG_LINE_MAX_CHARS)
+        if f.get("file"):
+            cause = f"{f.get('file')}: {cause}" if str(f.get("file")) not in cause else cause
+    cause += f" [runner {failure.event}: {f.get('error', 'error')}, exit code {f.get('exit_code', 'unknown')}]"
+    before = [e for e in events[: events.index(failure)] if e.level not in ("INFO", "DEBUG")][-EARLIER_LINES:]
+    if before:
+        cause += "; before it: " + " | ".join(
+            f"{e.level} {e.event}: {_one_line(str(e.fields.get('message', '')), 200)}".rstrip(": ") for e in before
+        )
+    return cause
 
 
 def failure_message(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: Any) -> str:
-    """One line: exit code, stop code, stopped reason, container reason and the log tail of the migration container."""
+    """One line: the runner's failure line when the log has one (file, statement, SQLSTATE, message), then the exit
+    code, stop code and reasons of the migration container, then the log tail (raw only without a failure line)."""
     name = settings.migration_container_name
     container = task.container(name)
     if container is None:
@@ -75,16 +134,27 @@ def failure_message(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: 
         if container.reason:
             container_part += f", container reason: {_one_line(container.reason, LOG_LINE_MAX_CHARS)}"
     stopped_reason = _one_line(task.stopped_reason, LOG_LINE_MAX_CHARS) if task.stopped_reason else "none"
+    cause: str | None = None
     try:
         location = ecs.describe_task_definition(task.task_definition_arn).log_location(name, task.id)
-        tail = log_tail(logs, location, name, settings.migration_log_tail_lines)
+        tail = read_log_tail(logs, location, name, settings.migration_log_tail_lines)
+        cause = runner_cause(tail)
+        if tail.problem:
+            log_part = tail.problem
+        elif cause is not None:
+            log_part = f"log: {tail.where}"
+        else:
+            log_part = _raw_tail(tail)
     except Exception as e:  # the verdict is known; a log lookup problem must not hide it
         logger.warning("log tail lookup failed", extra={"error": repr(e)})
-        tail = f"no log tail: the task definition lookup failed ({type(e).__name__})"
-    return (
-        f"migration task {task.arn} failed: {container_part}; stop code {task.stop_code or 'none'}; "
-        f"stopped reason: {stopped_reason}; {tail}"
+        log_part = f"no log tail: the task definition lookup failed ({type(e).__name__})"
+    task_part = (
+        f"migration task {task.arn}: {container_part}; stop code {task.stop_code or 'none'}; "
+        f"stopped reason: {stopped_reason}; {log_part}"
     )
+    if cause is not None:
+        return f"migration failed: {cause}; {task_part}"
+    return f"{task_part.replace(': ', ' failed: ', 1)}"
 
 
 def read_plan(logs: Any, location: LogLocation | None) -> tuple[list[PlannedMigration] | None, str | None]:

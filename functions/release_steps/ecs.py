@@ -231,6 +231,12 @@ class EcsService:
         return self.status == "ACTIVE"
 
     @property
+    def circuit_breaker_enabled(self) -> bool:
+        """The deployment circuit breaker is on: a failing rollout is stopped (and rolled back) by ECS itself."""
+        configuration = self.data.get("deploymentConfiguration") or {}
+        return bool((configuration.get("deploymentCircuitBreaker") or {}).get("enable"))
+
+    @property
     def primary_deployment(self) -> EcsDeployment | None:
         return next((d for d in self.deployments if d.is_primary), None)
 

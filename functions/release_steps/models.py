@@ -51,9 +51,10 @@ class ExecutionContext(Model):
 
 
 class PrepareEvent(Model):
-    """Input of the first step: the raw execution input and the context object."""
+    """Input of the first step: the raw execution input (any JSON value: the first state wraps it) and the context
+    object."""
 
-    input: dict[str, Any]
+    input: Any = None
     execution: ExecutionContext
 
 
@@ -63,6 +64,7 @@ class ReleaseRequest(Model):
     image_tag: str
     services: list[str]
     dry_run: bool
+    warnings: list[str] = Field(default_factory=list)
 
 
 class PollSettings(Model):
@@ -218,6 +220,7 @@ class ServiceRollout(Model):
     rollout_state_reason: str | None = None
     running_count: int | None = None
     desired_count: int | None = None
+    last_events: list[str] = Field(default_factory=list)
 
 
 class RolloutResult(Model):
@@ -260,7 +263,29 @@ class RecordStepInput(Model):
     topics: TopicsResult | None = None
     rollout: RolloutResult | None = None
     failure: FailureInfo | None = None
-    raw_input: dict[str, Any] | None = None
+    raw_input: Any = None
+
+
+class FailedState(Model):
+    """Written by the ASL's Pass after each Catch: the state that failed and the part of the state it writes."""
+
+    state: str = Field(min_length=1, max_length=120)
+    result_path: str = Field(max_length=120)
+
+    @property
+    def section(self) -> str:
+        """The state section the failed state writes (``$`` is the first step's: the request)."""
+        return self.result_path.removeprefix("$.") if self.result_path != "$" else "request"
+
+
+class SummarizeFailureInput(Model):
+    """Input of Summarize failure: the state as a Catch left it, the failed state (named by the ASL's Pass after the
+    Catch), the caught error and the execution's identity from the context object (never from input)."""
+
+    state: dict[str, Any]
+    failed: FailedState
+    failure: FailureInfo
+    context: ExecutionContext
 
 
 class DeploymentRecord(Model):

@@ -2,7 +2,8 @@
 
 Each handler is wrapped by ``step(...)``: the event is parsed into its typed model (a malformed event is an
 ``InvalidInputError`` naming the field, never a stack trace), the execution id becomes the log correlation id,
-the step's duration is a metric, and a step error carries the step's readable name in its message.
+and the step's duration is a metric. Which step failed is the state machine's fact (the Pass after each Catch
+names it), never written into a message.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from release_steps.errors import DeployflowError, InvalidInputError
-from release_steps.messages import describe_validation_error
+from release_steps.messages import describe_validation_error, json_type
 
 logger = Logger(service="deployflow")
 # No auto-patching: Tracer() would patch every library X-Ray supports (requests, sqlite3, httpx ...) into every
@@ -35,7 +36,7 @@ Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 def parse_event(model: type[M], event: Any, what: str = "step input") -> M:
     """Parse an event into its model; a validation failure is an ``InvalidInputError`` naming the fields."""
     if not isinstance(event, dict):
-        raise InvalidInputError(f"invalid {what}: expected a JSON object, got {type(event).__name__}")
+        raise InvalidInputError(f"invalid {what}: expected a JSON object, got {json_type(event)}")
     try:
         return parse(event=event, model=model)
     except ValidationError as e:
@@ -68,9 +69,7 @@ def step(name: str, patch: tuple[str, ...] = PATCH_BOTOCORE) -> Callable[[Handle
             except DeployflowError as e:
                 outcome = type(e).__name__
                 logger.warning("step failed", extra={"error": type(e).__name__, "reason": e.message})
-                if e.message.startswith(f"[{name}]"):
-                    raise
-                raise type(e)(f"[{name}] {e.message}") from e
+                raise
             except Exception:
                 outcome = "unexpected"
                 logger.exception("step failed unexpectedly")

@@ -12,9 +12,10 @@ from pydantic import ValidationError
 
 from release_steps import clients, config
 from release_steps.aws_errors import error_code, error_message, translate_throttling
-from release_steps.config import ReleaseSettings
+from release_steps.config import EcsSettings, ReleaseSettings
+from release_steps.ecs import EcsClient
 from release_steps.errors import DeploymentInProgressError, InvalidInputError
-from release_steps.messages import describe_validation_error
+from release_steps.messages import clip, describe_validation_error, json_type
 from release_steps.models import (
     ExecutionContext,
     PollSettings,
@@ -24,13 +25,29 @@ from release_steps.models import (
     ReleaseState,
 )
 from release_steps.observability import logger, parse_event, step
+from release_steps.preflight import preflight
 from release_steps.timeutil import parse_iso, to_iso
 
 STEP_NAME = "Validate release request"
 
 
-def validate_request(raw_input: dict[str, Any], settings: ReleaseSettings) -> ReleaseRequest:
+NAMES_LISTED = 10
+NAME_MAX_CHARS = 80
+
+
+def _names(names: list[str]) -> str:
+    """Input-derived names for a message: each clipped, at most NAMES_LISTED of them."""
+    shown = ", ".join(repr(clip(n, NAME_MAX_CHARS)) for n in names[:NAMES_LISTED])
+    return shown + (f" and {len(names) - NAMES_LISTED} more" if len(names) > NAMES_LISTED else "")
+
+
+def validate_request(raw_input: Any, settings: ReleaseSettings) -> ReleaseRequest:
     """The typed request with defaults applied; any problem is an ``InvalidInputError`` naming the field."""
+    if not isinstance(raw_input, dict):
+        raise InvalidInputError(
+            'invalid execution input: expected a JSON object such as {"imageTag": "2026-11-23.4"}, '
+            f"got {json_type(raw_input)}"
+        )
     try:
         release_input = ReleaseInput.model_validate(raw_input)
     except ValidationError as e:
@@ -39,11 +56,11 @@ def validate_request(raw_input: dict[str, Any], settings: ReleaseSettings) -> Re
     services = release_input.services if release_input.services is not None else list(settings.services)
     duplicates = sorted(name for name, count in Counter(services).items() if count > 1)
     if duplicates:
-        raise InvalidInputError(f"invalid execution input: services: listed more than once: {', '.join(duplicates)}")
+        raise InvalidInputError(f"invalid execution input: services: listed more than once: {_names(duplicates)}")
     unknown = [name for name in services if name not in settings.services]
     if unknown:
         raise InvalidInputError(
-            f"invalid execution input: services: unknown service(s) {', '.join(repr(n) for n in unknown)}; "
+            f"invalid execution input: services: unknown service(s) {_names(unknown)}; "
             f"this stack releases: {', '.join(settings.services)}"
         )
     return ReleaseRequest(image_tag=release_input.image_tag, services=services, dry_run=release_input.dry_run)
@@ -105,12 +122,18 @@ def ensure_no_other_release(execution: ExecutionContext, sfn: Any) -> None:
         logger.info("later executions are running; they will refuse to start", extra={"later": [r[2] for r in rivals]})
 
 
-def prepare(event: PrepareEvent, settings: ReleaseSettings, sfn: Any) -> ReleaseState:
-    """Validate the request first (bad input touches nothing), then make sure no other release is running."""
+def prepare(
+    event: PrepareEvent, settings: ReleaseSettings, sfn: Any, ecs_settings: EcsSettings, ecs: EcsClient
+) -> ReleaseState:
+    """Validate the request first (bad input touches nothing), make sure no other release is running, then check
+    that what the release will touch exists (preflight) before any step changes anything."""
     request = validate_request(event.input, settings)
     ensure_no_other_release(event.execution, sfn)
+    warnings = preflight(request, ecs_settings, ecs)
+    if warnings:
+        logger.warning("preflight warnings", extra={"warnings": warnings})
     return ReleaseState(
-        request=request,
+        request=request.model_copy(update={"warnings": warnings}),
         execution=event.execution,
         poll=PollSettings(
             migration_seconds=settings.migration_poll_seconds, services_seconds=settings.services_poll_seconds
@@ -122,4 +145,8 @@ def prepare(event: PrepareEvent, settings: ReleaseSettings, sfn: Any) -> Release
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Validate release request."""
     prepare_event = parse_event(PrepareEvent, event, "release step input")
-    return prepare(prepare_event, config.release_settings(), clients.client("stepfunctions")).to_json()
+    ecs_settings = config.ecs_settings()
+    ecs = EcsClient(clients.client("ecs"), ecs_settings.cluster)
+    return prepare(
+        prepare_event, config.release_settings(), clients.client("stepfunctions"), ecs_settings, ecs
+    ).to_json()

@@ -1,14 +1,14 @@
-"""Build deployment record / Summarize failure: the execution's output document and a summary for the incident channel.
+"""Build deployment record: the execution's output document and its summary for the incident channel.
 
-The same function serves both states. On the failure path it receives whatever the state holds when a step's error
-was caught, so it reads every section leniently and never raises on a partial or malformed state: a summary that
-names the failing step, the error and what to do next is worth more than a perfect one.
+The same builders serve Summarize failure (summarize_failure.py), which hands in the failed state the ASL named
+and whatever the state held when the error was caught: every section is read leniently and never raises on a
+partial or malformed state, since a summary that names the failed state, the error and what to do next is worth
+more than a perfect one.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from release_steps.messages import cause_message, describe_validation_error
+from release_steps.messages import cause_message, clip, describe_validation_error, json_type
 from release_steps.models import (
     DeploymentRecord,
     FailureInfo,
@@ -33,20 +33,6 @@ from release_steps.observability import logger, step
 from release_steps.timeutil import to_iso, utc_now
 
 STATE_NAME = "Build deployment record"
-
-# The workflow's Lambda states in order, each with the section of the state it writes (its ResultPath).
-STEP_SECTIONS: tuple[tuple[str, str], ...] = (
-    ("Validate release request", "request"),
-    ("Check migration image", "image"),
-    ("Run migration task", "migration"),
-    ("Check migration task", "migration"),
-    ("Verify schema", "schema"),
-    ("Create Kafka topics", "topics"),
-    ("Restart services", "rollout"),
-    ("Check services", "rollout"),
-    ("Build deployment record", "record"),
-)
-STEP_NAMES = frozenset(name for name, _ in STEP_SECTIONS)
 
 # What an operator does next, per error name (errors.py), one line each. The state machine catches only the terminal
 # errors, and a caught error ends in Release failed, which a redrive would only re-enter: their hints say "start a new
@@ -71,7 +57,8 @@ NEXT_STEPS: dict[str, str] = {
     "MigrationTaskDefinitionError": "check the MigrationTaskFamily and MigrationContainerName parameters against ECS, "
     "redeploy the stack, then start a new release",
     "MigrationTaskStartError": "fix what ECS refused (subnets, security groups, roles, image) and start a new release",
-    "MigrationFailedError": "read the migration log tail above; fix the SQL and start a new release",
+    "MigrationFailedError": "fix the migration named in the cause (its statement and PostgreSQL's error are above; "
+    "its transaction was rolled back) and start a new release",
     "MigrationTimeoutError": "the task was stopped: look for locks or a long-running statement in the database, raise "
     "MigrationTimeoutSeconds if the migration is legitimately long, then start a new release",
     "DatabaseAuthError": "fix the database secret (rotated?) or the database user, then start a new release (the "
@@ -115,48 +102,30 @@ CAUSE_MAX = 4000  # in the record
 SUMMARY_CAUSE_MAX = 1500  # in the summary: an SNS email or a chat message, not a log
 SUMMARY_LIST_MAX = 20
 
-_PREFIX = re.compile(r"^\[(?P<step>[^\]\n]+)\]\s*(?P<rest>.*)$", re.DOTALL)
 _SECTION_KEYS = ("request", "execution", "image", "migration", "schema", "topics", "rollout", "failure", "rawInput")
-# Keys the workflow itself writes into the state; anything else beside a missing request is the raw execution input.
-_WORKFLOW_KEYS = frozenset((*_SECTION_KEYS, "poll", "record", "summaryFailure", "notifyFailure"))
 _SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 
 
 @step(STATE_NAME)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Build the deployment record and its summary from the state (also a failed, partial one)."""
+    """Build the deployment record and its summary from the state of a finished release."""
     state, unreadable = read_state(event)
     result = build_record(state, finished_at=utc_now(), unreadable=unreadable)
-    logger.info(
-        "deployment record built",
-        extra={"outcome": result.record.outcome, "failed_step": result.record.failed_step},
-    )
+    logger.info("deployment record built", extra={"outcome": result.record.outcome})
     return result.to_json()
 
 
 # --- reading the state ----------------------------------------------------------------------------------------------
 
 
-def _unwrap(event: dict[str, Any]) -> dict[str, Any]:
-    """Summarize failure passes ``{"state": $, "context": <execution>}``: a release refused by its first step has no
-    ``execution`` in its state yet, and the summary must still name the execution."""
-    if set(event) == {"state", "context"} and isinstance(event["state"], dict):
-        state = dict(event["state"])
-        if not isinstance(state.get("execution"), dict) and isinstance(event["context"], dict):
-            state["execution"] = event["context"]
-        return state
-    return event
-
-
 def read_state(event: Any) -> tuple[RecordStepInput, list[str]]:
     """Parse the state section by section; an unreadable section is dropped and reported, never raised."""
     if not isinstance(event, dict):
-        return RecordStepInput(), [f"the state is not a JSON object but {type(event).__name__}"]
-    event = _unwrap(event)
+        return RecordStepInput(), [f"the state is not a JSON object but {json_type(event)}"]
     readable: dict[str, Any] = {}
     unreadable: list[str] = []
     for key in _SECTION_KEYS:
-        if key not in event or event[key] is None:
+        if key not in event or (event[key] is None and key != "rawInput"):
             continue
         try:
             RecordStepInput.model_validate({key: event[key]})
@@ -166,10 +135,6 @@ def read_state(event: Any) -> tuple[RecordStepInput, list[str]]:
             readable[key] = event[key]
     if "failure" in event and "failure" not in readable:
         readable["failure"] = _coerce_failure(event["failure"]).model_dump(by_alias=True)
-    if "request" not in readable and "rawInput" not in readable:
-        leftovers = {k: v for k, v in event.items() if k not in _WORKFLOW_KEYS}
-        if leftovers:
-            readable["rawInput"] = leftovers
     return RecordStepInput.model_validate(readable), unreadable
 
 
@@ -195,44 +160,18 @@ class FailureDetails:
     next_step: str
 
 
-def describe_failure(state: RecordStepInput) -> FailureDetails | None:
-    """Which step failed, with which error and message, and what to do next; None when nothing failed."""
+def describe_failure(state: RecordStepInput, failed_state: str | None) -> FailureDetails | None:
+    """Which state failed (as the ASL named it), with which error and message, and what to do next; None when
+    nothing failed."""
     if state.failure is None:
         return None
-    error = state.failure.error
-    message = cause_message(state.failure.cause)
-    failed_step: str | None = None
-    prefixed = _PREFIX.match(message)
-    if prefixed and prefixed.group("step").strip() in STEP_NAMES:
-        failed_step = prefixed.group("step").strip()
-        message = prefixed.group("rest").strip()
+    error = _clip(state.failure.error, 120)
     return FailureDetails(
         error=error,
-        message=message,
-        failed_step=failed_step or infer_failed_step(state),
+        message=cause_message(state.failure.cause),
+        failed_step=_clip(failed_state, 120) if failed_state else "(state not recorded)",
         next_step=next_step_hint(error),
     )
-
-
-def infer_failed_step(state: RecordStepInput) -> str:
-    """The first step whose result is missing (or whose wait loop had not finished)."""
-    if state.request is None or state.execution is None:
-        return "Validate release request"
-    if state.image is None:
-        return "Check migration image"
-    if state.migration is None:
-        return "Run migration task"
-    if not state.migration.done:
-        return "Check migration task"
-    if state.schema_ is None:
-        return "Verify schema"
-    if state.topics is None:
-        return "Create Kafka topics"
-    if state.rollout is None:
-        return "Restart services"
-    if not state.rollout.done:
-        return "Check services"
-    return "Build deployment record"
 
 
 def next_step_hint(error: str) -> str:
@@ -247,9 +186,16 @@ def next_step_hint(error: str) -> str:
 # --- the record -----------------------------------------------------------------------------------------------------
 
 
-def build_record(state: RecordStepInput, finished_at: datetime, unreadable: list[str] | None = None) -> RecordResult:
+def build_record(
+    state: RecordStepInput,
+    finished_at: datetime,
+    unreadable: list[str] | None = None,
+    failed_state: str | None = None,
+    notes: list[str] | None = None,
+    failed_section: str | None = None,
+) -> RecordResult:
     """The deployment record, its SNS subject and its summary."""
-    failure = describe_failure(state)
+    failure = describe_failure(state, failed_state)
     dry_run = state.request.dry_run if state.request else _raw(state, "dryRun") is True
     if failure is not None:
         outcome = "failed"
@@ -282,13 +228,13 @@ def build_record(state: RecordStepInput, finished_at: datetime, unreadable: list
     )
     return RecordResult(
         subject=subject_line(record, _label(state)),
-        summary=summary_text(state, record, failure, unreadable or []),
+        summary=summary_text(state, record, failure, unreadable or [], notes or [], failed_section),
         record=record,
     )
 
 
 def _raw(state: RecordStepInput, key: str) -> Any:
-    return state.raw_input.get(key) if state.raw_input else None
+    return state.raw_input.get(key) if isinstance(state.raw_input, dict) else None
 
 
 def _image_tag(state: RecordStepInput) -> str | None:
@@ -297,7 +243,7 @@ def _image_tag(state: RecordStepInput) -> str | None:
     if state.request:
         return state.request.image_tag
     raw = _raw(state, "imageTag")
-    return raw if isinstance(raw, str) else None
+    return _clip(raw, 140) if isinstance(raw, str) else None
 
 
 def _label(state: RecordStepInput) -> str:
@@ -336,7 +282,12 @@ def subject_line(record: DeploymentRecord, label: str) -> str:
 
 
 def summary_text(
-    state: RecordStepInput, record: DeploymentRecord, failure: FailureDetails | None, unreadable: list[str]
+    state: RecordStepInput,
+    record: DeploymentRecord,
+    failure: FailureDetails | None,
+    unreadable: list[str],
+    notes: list[str] | None = None,
+    failed_section: str | None = None,
 ) -> str:
     """A short plain-text block an operator pastes into the incident channel."""
     lines: list[str] = []
@@ -351,16 +302,28 @@ def summary_text(
         lines.append(f"deployflow dry run of {tag} passed: nothing was changed; below is what a release would do")
     else:
         lines.append(f"deployflow release of {tag} succeeded")
+    for warning in (state.request.warnings if state.request else [])[:SUMMARY_LIST_MAX]:
+        lines.append(_field("Warning", _clip(warning, 300)))
     lines.append(_field("Execution", _execution_line(state)))
     lines.append(_field("Request", _request_line(state)))
-    lines.append(_field("Image", _image_line(state.image)))
-    lines.append(_field("Migration", _migration_line(state.migration)))
+    sections = [
+        ("Image", "image", _image_line(state.image)),
+        ("Migration", "migration", _migration_line(state.migration)),
+    ]
     if state.migration is not None and (state.migration.plan is not None or state.migration.plan_note):
-        lines.append(_field("Plan" if record.dry_run else "Applied", _plan_text(state.migration)))
-    lines.append(_field("Schema", _schema_line(state.schema_)))
-    lines.append(_field("Topics", _topics_line(state.topics)))
-    lines.append(_field("Services", _services_line(state.rollout)))
+        sections.append(("Plan" if record.dry_run else "Applied", "", _plan_text(state.migration)))
+    sections += [
+        ("Schema", "schema", _schema_line(state.schema_)),
+        ("Topics", "topics", _topics_line(state.topics)),
+        ("Services", "rollout", _services_line(state.rollout)),
+    ]
+    for label, section, text in sections:
+        if section == failed_section and text == "not reached":
+            text = f"failed here ({failure.error if failure else 'see the cause'}), no result recorded"
+        lines.append(_field(label, text))
     lines.append(_field("Timings", _timings_line(record)))
+    for note in notes or []:
+        lines.append(_field("Note", _clip(note, 300)))
     for problem in unreadable:
         lines.append(_field("Unreadable", _clip(problem, 300)))
     return "\n".join(lines)
@@ -371,8 +334,7 @@ def _field(name: str, value: str) -> str:
     return label + value.replace("\n", "\n" + " " * 12)
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 15].rstrip() + " ... (clipped)"
+_clip = clip
 
 
 def _execution_line(state: RecordStepInput) -> str:
@@ -385,7 +347,7 @@ def _request_line(state: RecordStepInput) -> str:
     if state.request is not None:
         dry = ", dry run" if state.request.dry_run else ""
         return f"image tag {state.request.image_tag}, services {', '.join(state.request.services)}{dry}"
-    if state.raw_input is not None:
+    if "raw_input" in state.model_fields_set:
         return "as received (not validated): " + _clip(json.dumps(state.raw_input, default=str, sort_keys=True), 500)
     return "not recorded"
 
@@ -407,16 +369,16 @@ def _migration_line(migration: MigrationTask | None) -> str:
     if migration.status == "SKIPPED":
         note = f": {migration.dry_run_note}" if migration.dry_run_note else ""
         return f"skipped (dry run){note}"
-    if migration.exit_code is not None:
-        took = f" after {_duration(migration.duration_seconds)}" if migration.duration_seconds is not None else ""
-        reason = f", {migration.stopped_reason}" if migration.exit_code != 0 and migration.stopped_reason else ""
-        return f"exit code {migration.exit_code}{took}{reason} ({task}{revision})"
+    checks = f"{migration.checks} check{'' if migration.checks == 1 else 's'}"
     if migration.status == "STOPPED":
-        reason = migration.stopped_reason or migration.stop_code or "no reason given"
-        return f"stopped without an exit code: {reason} ({task})"
-    return (
-        f"last seen {migration.status.lower()} after {migration.checks} checks, deadline {migration.deadline} ({task})"
-    )
+        exit_code = "none (it did not exit normally)" if migration.exit_code is None else str(migration.exit_code)
+        took = f" after {_duration(migration.duration_seconds)}" if migration.duration_seconds is not None else ""
+        parts = [f"stopped{took}: exit code {exit_code}", f"stop code {migration.stop_code or 'none'}"]
+        if migration.exit_code != 0 and migration.stopped_reason:
+            parts.append(f"stopped reason: {_clip(migration.stopped_reason, 200)}")
+        parts.append(f"{checks} ({task}{revision})")
+        return ", ".join(parts)
+    return f"{migration.status.lower()} at the last of {checks}, deadline {migration.deadline} ({task}{revision})"
 
 
 def _plan_text(migration: MigrationTask) -> str:
@@ -509,7 +471,8 @@ def _service_line(service: ServiceRollout) -> str:
         if service.running_count is not None and service.desired_count is not None
         else ""
     )
-    return f"{service.name}: {service.rollout_state}{reason}{deployment}{counts}"
+    events = "".join(f"\n  event: {_clip(e, 300)}" for e in service.last_events)
+    return f"{service.name}: {service.rollout_state}{reason}{deployment}{counts}{events}"
 
 
 def _timings_line(record: DeploymentRecord) -> str:

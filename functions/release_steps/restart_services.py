@@ -27,7 +27,7 @@ STEP_NAME = "Restart services"
 DRY_RUN_STATE = "SKIPPED"
 
 
-def _describe_all(names: list[str], ecs: EcsClient) -> dict[str, EcsService]:
+def describe_restartable(names: list[str], ecs: EcsClient) -> dict[str, EcsService]:
     """Every requested service, ACTIVE and ECS-controlled; otherwise a named error before anything changes."""
     services, _ = ecs.describe_services(names)
     problems = []
@@ -71,7 +71,7 @@ def restart_services(
     now = now or utc_now()
     names = list(state.request.services)
     deadline = deadline_after(now, settings.services_timeout_seconds)
-    services = _describe_all(names, ecs)
+    services = describe_restartable(names, ecs)
 
     if state.request.dry_run:
         rollouts = [

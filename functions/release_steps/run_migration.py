@@ -49,7 +49,7 @@ def client_token(execution_id: str, attempt: str) -> str:
     return hashlib.sha256(f"{execution_id}|{STEP_NAME}|{attempt}".encode()).hexdigest()
 
 
-def _resolve_task_definition(ecs: EcsClient, settings: EcsSettings) -> EcsTaskDefinition:
+def resolve_task_definition(ecs: EcsClient, settings: EcsSettings) -> EcsTaskDefinition:
     family = settings.migration_task_family
     current = ecs.latest_task_definition(family)
     if current is None:
@@ -123,7 +123,7 @@ def run_migration(
     now = now or utc_now()
     container = settings.migration_container_name
     image = state.image.image_uri
-    current = _resolve_task_definition(ecs, settings)
+    current = resolve_task_definition(ecs, settings)
     current_image = (current.container(container) or {}).get("image")
     needs_revision = current_image != image
 

@@ -137,7 +137,7 @@ def test_given_a_valid_tag_that_was_never_pushed_when_started_with_follow_then_e
 
     assert result.returncode == 1, result.explain()
     assert result.stdout == "", f"a failed execution has no record output:\n{result.explain()}"
-    assert "failed step: Check migration image" in result.stderr, result.explain()
+    assert "FAILED at Check migration image" in result.stderr, result.explain()
     assert "error: ImageNotFoundError" in result.stderr, result.explain()
     cause_line = next((line for line in result.stderr.splitlines() if line.startswith("cause: ")), "")
     assert MISSING_TAG in cause_line, f"the cause line does not name the tag:\n{result.explain()}"
@@ -319,7 +319,7 @@ def test_given_a_failed_execution_when_watched_by_name_then_exit_1_naming_the_fa
 
     assert result.returncode == 1, result.explain()
     assert f"execution: {arn}" in result.stderr, result.explain()
-    assert "failed step: Check migration image" in result.stderr, result.explain()
+    assert "FAILED at Check migration image" in result.stderr, result.explain()
     assert "error: ImageNotFoundError" in result.stderr, result.explain()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deployflow.progress import FAILURE_PATH_STATES, ExecutionOutcome, HistoryTracker, ProgressEvent
+from deployflow.progress import ExecutionOutcome, HistoryTracker, ProgressEvent
 from tests.cli.history import History
 
 ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "deploy.asl.json"
@@ -115,6 +115,8 @@ def test_given_a_caught_failure_then_failed_state_is_the_step_not_the_failure_pa
         .entered("Check migration image")
         .lambda_attempt("ImageNotFoundError", "image tag '2026-11-25.404' not found")
         .exited("Check migration image")
+        .entered("Check migration image failed", "Pass")
+        .exited("Check migration image failed", {"failed": {"state": "Check migration image"}}, "Pass")
         .task("Summarize failure", {"record": {"summary": "deployflow release of 2026-11-25.404 FAILED"}})
         .entered("Notify failure")
         .task_attempt("sns", error="States.TaskFailed", cause="topic gone")
@@ -146,6 +148,8 @@ def test_given_a_retried_then_good_step_before_the_failing_one_then_failed_state
         .entered("Check services")
         .lambda_attempt("ServiceDeploymentFailedError", "alert-matcher rolled back")
         .exited("Check services")
+        .entered("Check services failed", "Pass")
+        .exited("Check services failed", {"failed": {"state": "Check services"}}, "Pass")
         .task("Summarize failure")
     )
 
@@ -192,7 +196,38 @@ def test_given_a_redriven_execution_then_redrive_is_not_an_end() -> None:
     assert [p.status for p in seen if p.kind == "finished"] == ["FAILED"]
 
 
-def test_given_the_asl_then_every_failure_path_state_the_tracker_names_exists() -> None:
-    states = set(json.loads(ASL_PATH.read_text(encoding="utf-8"))["States"])
+def test_given_the_asl_then_every_catch_leads_to_a_pass_that_names_the_state_the_tracker_reads() -> None:
+    states = json.loads(ASL_PATH.read_text(encoding="utf-8"))["States"]
+    for name, state in states.items():
+        for catcher in state.get("Catch", []):
+            if catcher["Next"] == "Summarize failure" or "failure" not in catcher["ResultPath"]:
+                continue
+            named = states[catcher["Next"]]
+            assert named["Type"] == "Pass", f"{name!r}: its Catch must lead to the Pass that names it"
+            assert named["Result"]["state"] == name, f"{catcher['Next']!r} names {named['Result']!r}, not {name!r}"
+            assert named["ResultPath"] == "$.failed", "the tracker reads failed.state from the Pass's output"
 
-    assert not FAILURE_PATH_STATES - states, f"renamed in the ASL: {sorted(FAILURE_PATH_STATES - states)}"
+
+def test_given_an_uncaught_failure_then_the_outcome_can_be_redriven_and_a_caught_one_cannot() -> None:
+    uncaught, _ = feed_all(
+        History()
+        .started()
+        .entered("Create Kafka topics")
+        .lambda_attempt("KafkaUnreachableError", "no broker")
+        .ended("ExecutionFailed", executionFailedEventDetails={"error": "KafkaUnreachableError"})
+    )
+    caught, _ = feed_all(
+        History()
+        .started()
+        .entered("Verify schema")
+        .lambda_attempt("SchemaMismatchError", "x")
+        .exited("Verify schema")
+        .entered("Verify schema failed", "Pass")
+        .exited("Verify schema failed", {"failed": {"state": "Verify schema"}}, "Pass")
+        .ended("ExecutionFailed")
+    )
+
+    assert outcome_from(uncaught).redrivable
+    assert outcome_from(uncaught).failed_state == "Create Kafka topics"
+    assert not outcome_from(caught).redrivable
+    assert outcome_from(caught).failed_state == "Verify schema"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from release_steps.messages import cause_message
 
 from deployflow.progress import ExecutionOutcome, HistoryTracker
-from deployflow.render import ProgressPrinter, deadline_bar, outcome_report
+from deployflow.render import ProgressPrinter, aws_cli_options, deadline_bar, outcome_report
 from tests.cli.history import EXECUTION_START, T0, History, rollout_output
 
 
@@ -276,6 +276,8 @@ def test_given_a_failed_outcome_then_the_report_names_status_step_error_cause_an
         .entered("Check migration image")
         .lambda_attempt("ImageNotFoundError", "image tag 'x' not found")
         .exited("Check migration image")
+        .entered("Check migration image failed", "Pass")
+        .exited("Check migration image failed", {"failed": {"state": "Check migration image"}}, "Pass")
         .task("Summarize failure", {"record": {"summary": "deployflow release of x FAILED at Check migration image"}})
     )
     tracker = HistoryTracker()
@@ -296,11 +298,51 @@ def test_given_a_failed_outcome_then_the_report_names_status_step_error_cause_an
     report = outcome_report(outcome).splitlines()
 
     assert report == [
-        "FAILED in 3.6s: 2 state transitions, 2 Lambda invocations",
+        "FAILED at Check migration image in 5.6s: 3 state transitions, 2 Lambda invocations",
         "execution: arn:aws:states:us-east-1:123456789012:execution:m:e",
-        "failed step: Check migration image",
+        "attempts: 1 at Check migration image",
         "error: ImageNotFoundError",
         "cause: image tag 'x' not found",
         "",
         "deployflow release of x FAILED at Check migration image",
     ]
+
+
+def test_given_an_uncaught_failure_then_the_report_names_the_state_attempts_duration_and_the_redrive_command() -> None:
+    history = (
+        History()
+        .started()
+        .entered("Create Kafka topics")
+        .lambda_attempt("KafkaUnreachableError", "no broker answered")
+        .lambda_attempt("KafkaUnreachableError", "no broker answered")
+        .lambda_attempt("KafkaUnreachableError", "no broker answered")
+        .ended("ExecutionFailed", executionFailedEventDetails={"error": "KafkaUnreachableError"})
+    )
+    tracker = HistoryTracker()
+    for event in history.events:
+        list(tracker.feed(event))
+    start = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+    arn = "arn:aws:states:eu-west-1:123456789012:execution:deployflow-prod-release:r-1"
+    outcome = ExecutionOutcome(
+        execution_arn=arn,
+        status="FAILED",
+        output=None,
+        error="KafkaUnreachableError",
+        cause=json.dumps({"errorType": "KafkaUnreachableError", "errorMessage": "no broker answered"}),
+        visits=tracker.visits,
+        transitions=tracker.transitions,
+        lambda_invocations=tracker.lambda_invocations,
+        start_date=start,
+        stop_date=start + timedelta(seconds=21.5),
+    )
+
+    report = outcome_report(outcome, aws_cli_options("eu-west-1", "prod", None)).splitlines()
+
+    assert report[0].startswith("FAILED at Create Kafka topics in 21.5s:"), report
+    assert "attempts: 3 at Create Kafka topics" in report
+    assert "error: KafkaUnreachableError" in report
+    assert "cause: no broker answered" in report
+    assert report[-1] == (
+        "next: fix the cause, then resume at this state: aws stepfunctions redrive-execution --execution-arn "
+        f"{arn} --region eu-west-1 --profile prod"
+    )

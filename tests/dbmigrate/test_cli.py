@@ -134,6 +134,15 @@ def test_given_failing_migration_when_run_then_exit_8_naming_file_statement_and_
     assert_failed(
         result, ExitCode.MIGRATION_FAILED, "V0002__bad.sql", "ALTER TABLE no_such_table ADD COLUMN x int", "42P01"
     )
+    # The exit line carries the facts as fields, so the check step reads them by name, not by parsing the message.
+    (failure,) = by_event(result, "migrate_failed")
+    assert failure["file"] == "V0002__bad.sql"
+    assert failure["sqlstate"] == "42P01"
+    assert failure["pg_error"] == 'relation "no_such_table" does not exist'
+    assert failure["statement"].startswith("ALTER TABLE no_such_table ADD COLUMN x int")
+    assert failure["statement_number"] == 1
+    assert failure["line"] == 1
+    assert failure["transactional"] is True
 
 
 def test_given_table_locked_elsewhere_when_run_then_exit_9_lock_timeout(migrated_db, migrations_dir: Path):

@@ -76,7 +76,7 @@ def test_given_a_missing_tag_when_checked_then_image_not_found_names_repository_
 
     assert f"'{TAG}'" in raised.value.message
     assert f"'{REPOSITORY}'" in raised.value.message
-    assert raised.value.message.startswith("[Check migration image]")
+    assert raised.value.message.startswith("image tag "), raised.value.message
 
 
 def test_given_the_repository_does_not_exist_when_checked_then_configuration_error_names_it(

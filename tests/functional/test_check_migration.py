@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from dbmigrate.errors import MigrationStatementError
 from dbmigrate.events import JsonLines
 from dbmigrate.files import parse_migration
 from dbmigrate.plan import describe
@@ -51,7 +52,7 @@ def failure_of(event: dict[str, Any], context: Any) -> str:
     with pytest.raises(MigrationFailedError) as raised:
         invoke(event, context)
     message = raised.value.message
-    assert message.startswith("[Check migration task] migration task ")
+    assert message.startswith("migration task ")
     assert "\n" not in message, "messages are one line"
     return message
 
@@ -302,3 +303,42 @@ def test_given_a_finished_task_without_a_log_stream_when_checked_then_done_and_t
     assert result.plan is None
     assert result.plan_note is not None
     assert result.plan_note.startswith("no plan: reading")
+
+
+def test_given_the_runner_s_failure_line_in_the_log_when_checked_then_the_cause_leads_with_file_sqlstate_and_message(
+    world: ReleaseWorld, task_arn: str, release_context: Any
+) -> None:
+    # GIVEN the log the runner's own sink writes for a failing statement (its JSON lines, then its stderr line)
+    failure = MigrationStatementError(
+        file="V0002__add_client_tier.sql",
+        statement_number=4,
+        line=5,
+        excerpt="SELECT deployflow_no_such_function()",
+        sqlstate="42883",
+        error="function deployflow_no_such_function() does not exist",
+        transactional=True,
+    )
+    sink = io.StringIO()
+    log = JsonLines(sink)
+    log("migration_started", file="V0002__add_client_tier.sql")
+    log("lock_wait", level="WARNING", message="waiting for the advisory lock")
+    log("migrate_failed", error=type(failure).__name__, exit_code=8, message=str(failure), **failure.log_fields())
+    lines = [*sink.getvalue().splitlines(), f"dbmigrate: {failure}"]
+    task_id = task_arn.rsplit("/", 1)[-1]
+    world.write_log(f"{LOG_PREFIX}/{CONTAINER}/{task_id}", lines)
+    world.stop_container(task_arn, 8)
+
+    # WHEN the check step judges the stopped task
+    with pytest.raises(MigrationFailedError) as raised:
+        invoke(make_event(task_arn), release_context)
+
+    # THEN the cause leads with the file, the statement, SQLSTATE and PostgreSQL's message, then an earlier warning
+    message = raised.value.message
+    assert message.startswith(
+        "migration failed: V0002__add_client_tier.sql failed at statement 4 (line 5): SQLSTATE 42883: "
+        "function deployflow_no_such_function() does not exist; statement: SELECT deployflow_no_such_function()"
+    ), message
+    assert "[runner migrate_failed: MigrationStatementError, exit code 8]" in message
+    assert "before it: WARNING lock_wait: waiting for the advisory lock" in message
+    assert f"container {CONTAINER} exit code 8" in message
+    assert '{"ts"' not in message, "the raw JSON lines are not repeated once the failure line is found"

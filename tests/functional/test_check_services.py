@@ -56,7 +56,7 @@ def failure_of(event: dict[str, Any], context: Any) -> str:
     with pytest.raises(ServiceDeploymentFailedError) as raised:
         invoke(event, context)
     message = raised.value.message
-    assert message.startswith(f"[Check services] service deployment failed in cluster {CLUSTER}: ")
+    assert message.startswith(f"service deployment failed in cluster {CLUSTER}: ")
     assert "\n" not in message, "messages are one line"
     return message
 

@@ -8,17 +8,28 @@ from typing import Any
 import pytest
 from moto.core.exceptions import JsonRESTError
 from release_steps import prepare
-from release_steps.errors import AwsThrottlingError, DeploymentInProgressError, InvalidInputError
+from release_steps.errors import (
+    AwsThrottlingError,
+    DeploymentInProgressError,
+    InvalidInputError,
+    MigrationTaskDefinitionError,
+    ServiceNotFoundError,
+)
 from release_steps.models import PrepareEvent, ReleaseState
 
-from tests.functional.release_world import SERVICES, STATE_MACHINE_ARN, ReleaseWorld, load_event
+from tests.functional.release_world import CLUSTER, FAMILY, SERVICES, STATE_MACHINE_ARN, ReleaseWorld, load_event
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def world(release_world: ReleaseWorld) -> ReleaseWorld:
+    """A state machine, and what the preflight looks for: the services and the migration task definition."""
     release_world.create_state_machine()
+    release_world.create_cluster()
+    release_world.register_migration_task()
+    for name in SERVICES:
+        release_world.create_service(name)
     return release_world
 
 
@@ -58,7 +69,12 @@ def test_given_only_an_image_tag_when_validated_then_every_configured_service_an
 
     output = invoke(event, release_context)
 
-    assert output["request"] == {"imageTag": "2026-11-23.4", "services": SERVICES, "dryRun": False}
+    request = output["request"]
+    assert {k: request[k] for k in ("imageTag", "services", "dryRun")} == {
+        "imageTag": "2026-11-23.4",
+        "services": SERVICES,
+        "dryRun": False,
+    }
 
 
 def test_given_a_dry_run_request_when_validated_then_dry_run_is_carried_to_every_later_step(
@@ -109,7 +125,7 @@ def test_given_malformed_input_when_validated_then_invalid_input_error_names_the
         invoke(event, release_context)
 
     message = raised.value.message
-    assert message.startswith("[Validate release request] invalid execution input: "), message
+    assert message.startswith("invalid execution input: "), message
     assert f"{field}:" in message, f"the message should name {field!r}: {message}"
     assert "\n" not in message, "messages are one line"
 
@@ -131,7 +147,7 @@ def test_given_a_service_listed_twice_when_validated_then_invalid_input_error_na
 ) -> None:
     raw_input = {"imageTag": "2026-11-23.4", "services": ["alert-matcher", "alert-ingest", "alert-matcher"]}
 
-    with pytest.raises(InvalidInputError, match=r"services: listed more than once: alert-matcher"):
+    with pytest.raises(InvalidInputError, match=r"services: listed more than once: .alert-matcher."):
         invoke(event_for(world.start_execution("release-dup"), raw_input), release_context)
 
 
@@ -248,3 +264,51 @@ def test_given_stepfunctions_throttles_when_validated_then_aws_throttling_error(
     with pytest.raises(AwsThrottlingError, match=r"states:ListExecutions was throttled"):
         invoke(event_for(mine), release_context)
     assert AwsThrottlingError.transient, "the ASL retries it"
+
+
+def test_given_a_service_gone_from_the_cluster_when_validated_then_service_not_found_before_anything_changes(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    event = event_for(world.start_execution("release-missing"), {"imageTag": "2026-11-23.4"})
+    world.ecs.delete_service(cluster=CLUSTER, service=SERVICES[1], force=True)
+
+    with pytest.raises(ServiceNotFoundError) as raised:
+        invoke(event, release_context)
+
+    assert f"{SERVICES[1]} (INACTIVE)" in raised.value.message, raised.value.message
+    assert "nothing was restarted" in raised.value.message
+    assert world.tasks() == [], "the preflight started a task"
+
+
+def test_given_no_migration_task_definition_when_validated_then_migration_task_definition_error(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    execution = world.start_execution("release-no-taskdef")
+    for arn in world.ecs.list_task_definitions(familyPrefix=FAMILY)["taskDefinitionArns"]:
+        world.ecs.deregister_task_definition(taskDefinition=arn)
+
+    with pytest.raises(MigrationTaskDefinitionError, match=FAMILY):
+        invoke(event_for(execution), release_context)
+
+
+def test_given_services_without_the_circuit_breaker_when_validated_then_the_request_carries_one_warning_each(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    # moto keeps no deploymentConfiguration: its services read as having the circuit breaker off
+    event = event_for(world.start_execution("release-no-breaker"), {"imageTag": "2026-11-23.4"})
+
+    state = invoke(event, release_context)
+
+    warnings = state["request"]["warnings"]
+    assert [w.split(":")[0] for w in warnings] == [f"service {name}" for name in SERVICES], warnings
+    assert all("circuit breaker is disabled" in w and "only at the deadline" in w for w in warnings), warnings
+
+
+def test_given_an_input_that_is_not_an_object_when_validated_then_invalid_input_names_its_json_type(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    event = event_for(world.start_execution("release-array"))
+    event["input"] = []
+
+    with pytest.raises(InvalidInputError, match=r"expected a JSON object .* got an array"):
+        invoke(event, release_context)

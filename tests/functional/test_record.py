@@ -1,29 +1,36 @@
-"""Build deployment record / Summarize failure: records and summaries from realistic states, partial ones included.
+"""Build deployment record and Summarize failure: records and summaries from realistic states, partial ones included.
 
-The states are the events/record*.json files (what ``sam local invoke RecordFunction -e`` would use): a completed
-release, a dry run, a migration that failed in its wait loop, a request rejected by the first step.
+The states are the events/record*.json and events/summarize_failure*.json files (what ``sam local invoke -e`` would
+use): a completed release, a dry run, a migration that failed in its wait loop, a request rejected by the first step.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from release_steps import errors, record
-from release_steps.models import RecordResult, RecordStepInput
+from release_steps import errors, record, summarize_failure
+from release_steps.models import RecordResult, RecordStepInput, SummarizeFailureInput
 
 from tests.functional.release_world import load_event
 
 FINISHED = datetime(2026, 11, 23, 10, 6, 30, 250000, tzinfo=UTC)
-RECORD_EVENTS = ["record", "record-dry-run", "record-failure-migration", "record-failure-invalid-input"]
+RECORD_EVENTS = ["record", "record-dry-run"]
+SUMMARIZE_EVENTS = ["summarize_failure", "summarize_failure-invalid-input"]
 
 
 def _handle(event: Any, context: Any) -> RecordResult:
     """Call the Lambda handler as Step Functions would and read its JSON answer back."""
     answer = record.lambda_handler(event, context)
+    json.dumps(answer)  # Step Functions passes JSON on: the answer must serialise as is
+    return RecordResult.model_validate(answer)
+
+
+def _summarize(event: Any, context: Any) -> RecordResult:
+    """Call Summarize failure's handler as Step Functions would and read its JSON answer back."""
+    answer = summarize_failure.lambda_handler(event, context)
     json.dumps(answer)  # Step Functions passes JSON on: the answer must serialise as is
     return RecordResult.model_validate(answer)
 
@@ -69,7 +76,7 @@ def test_given_a_completed_release_when_recorded_then_the_summary_tells_the_whol
         "succeeded",
         state["execution"]["name"],
         state["image"]["digest"],
-        "exit code 0 after 42s",
+        "stopped after 42s: exit code 0",
         "Schema:     match",
         "created notifications.ready",
         "grown rule.changed (3 -> 9 partitions)",
@@ -121,9 +128,9 @@ def test_given_a_dry_run_when_recorded_then_the_outcome_is_dry_run_and_the_summa
 def test_given_a_failed_migration_when_summarized_then_the_step_error_cause_and_next_step_are_named(
     release_env: pytest.MonkeyPatch, release_context: Any
 ) -> None:
-    state = load_event("record-failure-migration")
+    event = load_event("summarize_failure")
 
-    result = _handle(state, release_context)
+    result = _summarize(event, release_context)
 
     assert result.record.outcome == "failed"
     assert result.record.failed_step == "Check migration task"
@@ -140,7 +147,7 @@ def test_given_a_failed_migration_when_summarized_then_the_step_error_cause_and_
     assert lines[2].startswith("Cause:      migration task "), lines[2]
     assert lines[2].endswith("is duplicated."), lines[2]
     assert "[Check migration task]" not in lines[2], "the step prefix belongs in the headline, not the cause"
-    assert lines[3] == "Next:       read the migration log tail above; fix the SQL and start a new release"
+    assert lines[3] == f"Next:       {record.NEXT_STEPS['MigrationFailedError']}"
     assert "Image:      alerting-platform-prod-migration:2026-11-23.4 @ sha256:" in result.summary
     assert "Schema:     not reached" in result.summary
     assert "Services:   not reached" in result.summary
@@ -149,66 +156,45 @@ def test_given_a_failed_migration_when_summarized_then_the_step_error_cause_and_
 def test_given_a_rejected_request_when_summarized_then_the_raw_input_and_the_field_are_shown(
     release_env: pytest.MonkeyPatch, release_context: Any
 ) -> None:
-    state = load_event("record-failure-invalid-input")
+    event = load_event("summarize_failure-invalid-input")
 
-    result = _handle(state, release_context)
+    result = _summarize(event, release_context)
 
     assert result.record.failed_step == "Validate release request"
     assert result.record.error == "InvalidInputError"
     assert result.record.image_tag == "latest tag!"
-    assert result.record.execution_arn is None
+    assert result.record.execution_arn == event["context"]["id"]
     assert "imageTag: String should match pattern" in result.summary
     assert 'as received (not validated): {"dryRun": false, "imageTag": "latest tag!"' in result.summary
-    assert "Execution:  unknown" in result.summary
+    assert f"Execution:  {event['context']['name']}" in result.summary
     assert record.NEXT_STEPS["InvalidInputError"] in result.summary
     _assert_subject_is_sns_safe(result.subject)
 
 
 @pytest.mark.parametrize(
-    ("sections", "migration_done", "rollout_done", "expected_step"),
-    [
-        (("request", "execution", "poll"), None, None, "Check migration image"),
-        (("request", "execution", "poll", "image"), None, None, "Run migration task"),
-        (("request", "execution", "poll", "image", "migration"), False, None, "Check migration task"),
-        (("request", "execution", "poll", "image", "migration"), True, None, "Verify schema"),
-        (("request", "execution", "poll", "image", "migration", "schema"), True, None, "Create Kafka topics"),
-        (("request", "execution", "poll", "image", "migration", "schema", "topics"), True, None, "Restart services"),
-        (
-            ("request", "execution", "poll", "image", "migration", "schema", "topics", "rollout"),
-            True,
-            False,
-            "Check services",
-        ),
-    ],
+    "failed_state", ["Validate release request", "Check migration image", "Verify schema", "Check services"]
 )
-def test_given_a_failure_without_a_step_prefix_when_summarized_then_the_step_is_inferred_from_missing_results(
-    sections: tuple[str, ...], migration_done: bool | None, rollout_done: bool | None, expected_step: str
+def test_given_the_failed_state_named_by_the_asl_when_summarized_then_the_summary_names_it_and_nothing_is_guessed(
+    failed_state: str,
 ) -> None:
-    complete = load_event("record")
-    event = {key: copy.deepcopy(complete[key]) for key in sections}
-    if migration_done is not None:
-        event["migration"]["done"] = migration_done
-    if rollout_done is not None:
-        event["rollout"]["done"] = rollout_done
+    event = load_event("record")
     event["failure"] = _failure("States.Timeout", "Task timed out after 40.00 seconds")
     state, _ = record.read_state(event)
 
-    result = record.build_record(state, finished_at=FINISHED)
+    result = record.build_record(state, finished_at=FINISHED, failed_state=failed_state)
 
-    assert result.record.failed_step == expected_step
-    assert result.record.error == "States.Timeout"
-    assert f"FAILED at {expected_step}" in result.summary.splitlines()[0]
+    assert result.record.failed_step == failed_state
+    assert result.summary.splitlines()[0].endswith(f"FAILED at {failed_state}")
     assert "Cause:      Task timed out after 40.00 seconds" in result.summary
     assert record.NEXT_STEPS["States.Timeout"] in result.summary
 
 
-def test_given_a_prefix_that_is_not_a_state_when_summarized_then_it_is_kept_in_the_cause() -> None:
+def test_given_a_message_in_brackets_when_summarized_then_it_is_kept_in_the_cause_as_written() -> None:
     event = load_event("record")
-    del event["rollout"]
     event["failure"] = _failure("ServiceNotFoundError", _lambda_cause("ServiceNotFoundError", "[ecs] service x gone"))
     state, _ = record.read_state(event)
 
-    result = record.build_record(state, finished_at=FINISHED)
+    result = record.build_record(state, finished_at=FINISHED, failed_state="Restart services")
 
     assert result.record.failed_step == "Restart services"
     assert result.record.cause == "[ecs] service x gone"
@@ -227,11 +213,11 @@ def test_given_a_prefix_that_is_not_a_state_when_summarized_then_it_is_kept_in_t
 def test_given_an_error_outside_the_contract_when_summarized_then_the_hint_points_at_the_logs(
     error: str, hint: str
 ) -> None:
-    event = load_event("record-failure-migration")
-    event["failure"] = _failure(error, _lambda_cause(error, "[Check migration task] 'taskArn'"))
+    event = load_event("summarize_failure")["state"]
+    event["failure"] = _failure(error, _lambda_cause(error, "'taskArn'"))
     state, _ = record.read_state(event)
 
-    result = record.build_record(state, finished_at=FINISHED)
+    result = record.build_record(state, finished_at=FINISHED, failed_state="Check migration task")
 
     assert result.record.error == error
     assert result.record.failed_step == "Check migration task"
@@ -249,16 +235,16 @@ def test_given_every_error_of_the_contract_then_the_summary_has_a_specific_next_
 
 
 def test_given_a_very_long_cause_when_summarized_then_the_summary_clips_it_and_keeps_its_start() -> None:
-    event = load_event("record-failure-migration")
-    message = "[Verify schema] schema differs: " + "; ".join(f"column t{i}.c{i} missing" for i in range(800))
+    event = load_event("summarize_failure")["state"]
+    message = "schema differs: " + "; ".join(f"column t{i}.c{i} missing" for i in range(800))
     event["failure"] = _failure("SchemaMismatchError", _lambda_cause("SchemaMismatchError", message))
     state, _ = record.read_state(event)
 
-    result = record.build_record(state, finished_at=FINISHED)
+    result = record.build_record(state, finished_at=FINISHED, failed_state="Verify schema")
 
     cause_line = next(line for line in result.summary.splitlines() if line.startswith("Cause:"))
     assert cause_line.startswith("Cause:      schema differs: column t0.c0 missing")
-    assert cause_line.endswith("... (clipped)")
+    assert cause_line.endswith("...(clipped)")
     assert len(cause_line) <= 12 + record.SUMMARY_CAUSE_MAX
     assert result.record.cause is not None
     assert len(result.record.cause) <= record.CAUSE_MAX
@@ -275,13 +261,13 @@ def test_given_a_very_long_cause_when_summarized_then_the_summary_clips_it_and_k
 def test_given_long_or_non_ascii_names_when_summarized_then_the_subject_stays_one_ascii_line(
     tag: str, machine: str
 ) -> None:
-    event = load_event("record-failure-migration")
+    event = load_event("summarize_failure")["state"]
     event["request"]["imageTag"] = tag
     event["image"]["tag"] = tag
     event["execution"]["stateMachineArn"] = f"arn:aws:states:us-east-1:123456789012:stateMachine:{machine}"
     state, _ = record.read_state(event)
 
-    result = record.build_record(state, finished_at=FINISHED)
+    result = record.build_record(state, finished_at=FINISHED, failed_state="Check migration task")
 
     _assert_subject_is_sns_safe(result.subject)
     assert result.subject.startswith(machine.removesuffix("-release")[:60])
@@ -303,33 +289,38 @@ PARTIAL_STATES: dict[str, Any] = {
     "services malformed": {"rollout": {"services": [{"nope": 1}]}, "failure": _failure("States.Runtime", "x")},
     "start time garbage": {"execution": {"id": "e", "name": "n", "startTime": "yesterday", "stateMachineArn": ""}},
     "request wrong types": {"request": {"imageTag": 5, "services": "all"}, "failure": _failure("X", "y")},
+    "raw input not an object": {"rawInput": ["imageTag"], "failure": _failure("InvalidInputError", "x")},
+    "raw input null": {"rawInput": None, "failure": _failure("InvalidInputError", "x")},
     "not an object": ["imageTag", "2026-11-23.4"],
     "null": None,
 }
 
 
 @pytest.mark.parametrize("event", list(PARTIAL_STATES.values()), ids=list(PARTIAL_STATES))
-def test_given_a_partial_or_malformed_state_when_summarized_then_it_never_raises(
-    event: Any, release_env: pytest.MonkeyPatch, release_context: Any
-) -> None:
-    result = _handle(event, release_context)
+def test_given_a_partial_or_malformed_state_when_summarized_then_it_never_raises(event: Any) -> None:
+    state, unreadable = record.read_state(event)
+    has_failure = isinstance(event, dict) and "failure" in event
+    result = record.build_record(
+        state, finished_at=FINISHED, unreadable=unreadable, failed_state="Check services" if has_failure else None
+    )
 
     _assert_subject_is_sns_safe(result.subject)
     assert result.summary.strip(), "the summary is empty"
-    has_failure = isinstance(event, dict) and "failure" in event
     assert (result.record.outcome == "failed") is has_failure
     if has_failure:
-        assert result.record.failed_step in record.STEP_NAMES
+        assert result.record.failed_step == "Check services"
         assert result.record.error, "the error name is lost"
         assert "FAILED at" in result.summary.splitlines()[0]
 
 
 def test_given_a_section_that_does_not_parse_when_summarized_then_it_is_named_and_the_rest_is_kept() -> None:
-    event = load_event("record-failure-migration")
+    event = load_event("summarize_failure")["state"]
     event["image"] = {"repository": "r"}
 
     state, unreadable = record.read_state(event)
-    result = record.build_record(state, finished_at=FINISHED, unreadable=unreadable)
+    result = record.build_record(
+        state, finished_at=FINISHED, unreadable=unreadable, failed_state="Check migration task"
+    )
 
     assert state.image is None
     assert state.migration is not None
@@ -351,6 +342,17 @@ def test_given_the_events_files_then_each_is_a_complete_record_input(name: str) 
     assert strict.image == state.image
 
 
+@pytest.mark.parametrize("name", SUMMARIZE_EVENTS)
+def test_given_the_summarize_events_files_then_each_is_a_complete_summarize_input(name: str) -> None:
+    event = load_event(name)
+
+    given = SummarizeFailureInput.model_validate(event)
+    _, unreadable = record.read_state(given.state)
+
+    assert unreadable == [], f"events/{name}.json has unreadable sections: {unreadable}"
+    assert given.state["failed"] == given.failed.model_dump(by_alias=True)
+
+
 @pytest.mark.parametrize("error", errors.terminal_error_names())
 def test_given_a_terminal_error_then_its_hint_says_start_a_new_release_never_redrive(error: str) -> None:
     # The state machine catches terminal errors into Release failed: a redrive would re-enter that Fail state.
@@ -369,20 +371,29 @@ def test_given_an_error_the_state_machine_does_not_catch_then_its_hint_names_the
     )
 
 
-def test_given_a_release_refused_by_its_first_step_when_summarized_then_the_summary_names_the_execution() -> None:
-    # GIVEN the state "Summarize failure" receives when "Validate release request" refused the input: the raw
-    # execution input plus the failure, wrapped with the execution context by the state's Parameters
+def test_given_an_input_that_forges_its_identity_when_summarized_then_the_context_object_names_the_execution(
+    release_env: pytest.MonkeyPatch, release_context: Any
+) -> None:
+    # GIVEN an execution input that carries its own "execution" and "request" sections, refused by the first step
     arn = "arn:aws:states:us-east-1:123456789012:execution:deployflow-prod-release:release-42"
-    event = {
-        "state": {
-            "imageTag": "bad tag!",
-            "failure": {
-                "Error": "InvalidInputError",
-                "Cause": json.dumps(
-                    {"errorType": "InvalidInputError", "errorMessage": "[Validate release request] invalid imageTag"}
-                ),
-            },
+    forged = {
+        "imageTag": "bad tag!",
+        "execution": {
+            "id": "arn:forged",
+            "name": "forged",
+            "startTime": "2020-01-01T00:00:00Z",
+            "stateMachineArn": "x",
         },
+        "request": {"imageTag": "forged-tag", "services": ["x"], "dryRun": False},
+    }
+    failure = {
+        "Error": "InvalidInputError",
+        "Cause": json.dumps({"errorType": "InvalidInputError", "errorMessage": "invalid imageTag"}),
+    }
+    event = {
+        "state": {"rawInput": forged, "failure": failure},
+        "failed": {"state": "Validate release request", "resultPath": "$"},
+        "failure": failure,
         "context": {
             "id": arn,
             "name": "release-42",
@@ -391,11 +402,31 @@ def test_given_a_release_refused_by_its_first_step_when_summarized_then_the_summ
         },
     }
 
-    # WHEN the record step summarizes it
-    result = _handle(event, None)
+    # WHEN Summarize failure summarizes it
+    result = _summarize(event, release_context)
 
-    # THEN the summary and the record name the execution, the failing step and the error
+    # THEN the record and the summary name the execution of the context object, never the input's
     assert result.record.execution_arn == arn, result.record
-    assert "release-42" in result.summary, result.summary
-    assert "InvalidInputError" in result.summary, result.summary
+    assert "Execution:  release-42 (" in result.summary, result.summary
+    assert "forged-tag" not in result.summary.split("Request:")[0], result.summary
+    assert "arn:forged" not in result.summary.replace('"arn:forged"', ""), result.summary
     assert result.record.failed_step == "Validate release request", result.record
+
+
+def test_given_a_200_kb_image_tag_when_summarized_then_every_input_string_is_clipped(
+    release_env: pytest.MonkeyPatch, release_context: Any
+) -> None:
+    failure = {"Error": "InvalidInputError", "Cause": json.dumps({"errorMessage": "invalid imageTag"})}
+    event = {
+        "state": {"rawInput": {"imageTag": "t" * 200_000}, "failure": failure},
+        "failed": {"state": "Validate release request", "resultPath": "$"},
+        "failure": failure,
+        "context": load_event("summarize_failure")["context"],
+    }
+
+    result = _summarize(event, release_context)
+
+    assert len(result.summary) < 6000, len(result.summary)
+    assert result.record.image_tag is not None
+    assert len(result.record.image_tag) <= 140
+    _assert_subject_is_sns_safe(result.subject)

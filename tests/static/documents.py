@@ -300,3 +300,34 @@ def sources_of(module: str, *, exclude: frozenset[str] = frozenset()) -> list[So
         seen[name] = Source(name, path, text)
         pending.extend(_project_imports(text, name))
     return list(seen.values())
+
+
+def reachable_identifiers(module: str, entry: str = "lambda_handler") -> set[str]:
+    """The names referred to by the functions reachable from ``module.entry``, following calls by name.
+
+    A call graph by name (``ecs.describe_service`` reaches every ``describe_service`` the imported modules define)
+    over-approximates a little, never under-approximates within the project: a terminal error class named in a
+    reachable function (``raise``, a helper that returns one) is one the state can raise.
+    """
+    defs: dict[str, list[ast.AST]] = {}
+    roots: list[ast.AST] = []
+    for source in sources_of(module, exclude=frozenset({"release_steps.errors"})):
+        for node in ast.walk(ast.parse(source.text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                defs.setdefault(node.name, []).append(node)
+                if source.module == module and node.name == entry:
+                    roots.append(node)
+    found: set[str] = set()
+    pending, visited = list(roots), set()
+    while pending:
+        function = pending.pop()
+        if id(function) in visited:
+            continue
+        visited.add(id(function))
+        for node in ast.walk(function):
+            name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+            if name is None:
+                continue
+            found.add(name)
+            pending.extend(defs.get(name, []))
+    return found

@@ -25,6 +25,7 @@ INPUT_MODELS: dict[str, type[BaseModel]] = {
     "restart_services": models.ReleaseState,
     "check_services": models.RolloutStepInput,
     "record": models.RecordStepInput,
+    "summarize_failure": models.SummarizeFailureInput,
 }
 
 

@@ -53,3 +53,35 @@ def test_given_the_runbook_then_no_error_has_two_entries() -> None:
     names = [name for heading in entry_headings() for name in re.findall(r"[A-Za-z]+Error\b", heading)]
     repeated = sorted({name for name in names if names.count(name) > 1})
     assert repeated == [], f"errors with more than one entry: {repeated}"
+
+
+EVERY_STEP = frozenset({"InvalidInputError", "ConfigurationError"})
+
+
+def raising_states() -> dict[str, list[str]]:
+    """Per terminal error, the Lambda states whose Catch takes it (the ASL is the source), in workflow order."""
+    found: dict[str, list[str]] = {}
+    for name, state in docs.lambda_tasks().items():
+        for error in docs.catch_names(state):
+            if error in terminal_error_names():
+                found.setdefault(error, []).append(name)
+    return found
+
+
+def _expected_cell(error: str, states: list[str]) -> str:
+    return "every step" if error in EVERY_STEP else ", ".join(states)
+
+
+def test_given_the_readme_error_table_then_each_terminal_error_lists_the_states_that_raise_it() -> None:
+    readme = (docs.ROOT / "README.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"(?m)^\| `([A-Za-z]+Error)` \| (.+?) \|$", readme))
+    expected = {error: _expected_cell(error, states) for error, states in raising_states().items()}
+    assert table == expected
+
+
+def test_given_the_runbook_then_each_terminal_error_entry_says_where_it_is_raised() -> None:
+    text = RUNBOOK_PATH.read_text(encoding="utf-8")
+    for error, states in raising_states().items():
+        match = re.search(rf"(?m)^#### {error}\n- Raised at: (.+)\.$", text)
+        assert match, f"docs/runbook.md: the {error} entry must start with '- Raised at: ...'"
+        assert match.group(1) == _expected_cell(error, states), error

@@ -25,6 +25,7 @@ CONTRACT_TASKS = [
     "Build deployment record",
 ]
 SUCCESS_PATH = [
+    "Receive release request",
     "Validate release request",
     "Check migration image",
     "Run migration task",
@@ -114,9 +115,15 @@ def test_given_a_successful_release_then_the_states_follow_the_designed_order() 
 
 
 def test_given_the_first_state_then_it_receives_the_raw_input_and_the_execution_context() -> None:
+    # Any JSON value is wrapped first, so the Catch of the first step can always add $.failure beside it.
+    assert docs.asl()["StartAt"] == "Receive release request"
+    wrap = docs.states()["Receive release request"]
+    assert wrap["Type"] == "Pass"
+    assert wrap["Parameters"] == {"rawInput.$": "$"}
+    assert wrap["Next"] == "Validate release request"
     first = docs.states()["Validate release request"]
     assert first["Parameters"] == {
-        "input.$": "$",
+        "input.$": "$.rawInput",
         "execution": {
             "id.$": "$$.Execution.Id",
             "name.$": "$$.Execution.Name",
@@ -232,22 +239,57 @@ def test_given_the_error_contract_then_no_terminal_error_is_ever_retried() -> No
             assert not broad, f"Lambda task {name!r} retries {sorted(broad)}: that would retry terminal errors"
 
 
-def test_given_every_lambda_task_then_every_terminal_error_is_caught_into_the_failure_path() -> None:
-    terminal = errors.terminal_error_names()
+# Every step can raise these: its event is parsed (InvalidInputError) and its settings read (ConfigurationError).
+EVERY_STEP_RAISES = frozenset({"InvalidInputError", "ConfigurationError"})
+
+
+@pytest.mark.parametrize("state_name", CONTRACT_TASKS)
+def test_given_the_code_a_task_runs_then_it_catches_exactly_the_terminal_errors_that_code_can_raise(
+    state_name: str,
+) -> None:
+    state = docs.states()[state_name]
+    module = docs.handler_module(docs.functions()[docs.task_functions()[state_name]])
+    reachable = docs.reachable_identifiers(module)
+    assert "lambda_handler" not in reachable or reachable, f"{module} has no lambda_handler"
+    can_raise = (set(errors.terminal_error_names()) & reachable) | EVERY_STEP_RAISES
+    catchers = state.get("Catch", [])
+    assert len(catchers) == 1, f"{state_name!r} must have one catcher (its terminal errors), has {len(catchers)}"
+    [catcher] = catchers
+    caught = catcher["ErrorEquals"]
+    assert len(caught) == len(set(caught)), f"{state_name!r} catches {caught}: a name is listed twice"
+    assert not can_raise - set(caught), (
+        f"{state_name!r} runs code ({module}) that can raise {sorted(can_raise - set(caught))} but does not catch it"
+    )
+    assert not set(caught) - can_raise, (
+        f"{state_name!r} catches {sorted(set(caught) - can_raise)}, which the code it runs ({module}) cannot raise"
+    )
+
+
+def test_given_every_terminal_error_then_some_state_catches_it() -> None:
+    caught = {name for state in docs.lambda_tasks().values() for name in docs.catch_names(state)}
+    missing = set(errors.terminal_error_names()) - caught
+    assert not missing, f"terminal errors no state catches (dead, or a state forgot them): {sorted(missing)}"
+
+
+def test_given_every_catch_then_a_pass_named_after_its_state_records_the_state_then_summarizes() -> None:
+    all_states = docs.states()
     for name, state in docs.lambda_tasks().items():
         if name == FAILURE_ENTRY:
             continue
-        catchers = state.get("Catch", [])
-        assert len(catchers) == 1, f"{name!r} must have one catcher (the terminal errors), has {len(catchers)}"
-        [catcher] = catchers
-        caught = catcher["ErrorEquals"]
-        assert len(caught) == len(set(caught)), f"{name!r} catches {caught}: a name is listed twice"
-        assert sorted(caught) == terminal, (
-            f"{name!r} must catch exactly errors.terminal_error_names(); "
-            f"missing {sorted(set(terminal) - set(caught))}, extra {sorted(set(caught) - set(terminal))}"
-        )
+        [catcher] = state["Catch"]
         assert catcher["ResultPath"] == "$.failure", f"{name!r} must keep the state and put the error in $.failure"
-        assert catcher["Next"] == FAILURE_ENTRY, f"{name!r} must hand a terminal error to {FAILURE_ENTRY!r}"
+        named = all_states[catcher["Next"]]
+        assert catcher["Next"] == f"{name} failed", f"{name!r} must hand its error to the Pass {name + ' failed'!r}"
+        assert named == {
+            "Type": "Pass",
+            "Comment": named.get("Comment"),
+            "Result": {"state": name, "resultPath": state["ResultPath"]},
+            "ResultPath": "$.failed",
+            "Next": FAILURE_ENTRY,
+        }, f"{catcher['Next']!r} must write {name!r} and its ResultPath to $.failed and go to {FAILURE_ENTRY!r}"
+    summarize = all_states[FAILURE_ENTRY]
+    assert summarize["Parameters"]["failed.$"] == "$.failed"
+    assert summarize["Parameters"]["failure.$"] == "$.failure"
 
 
 def test_given_every_lambda_task_then_no_retryable_or_unexpected_error_is_caught() -> None:
@@ -293,8 +335,9 @@ def test_given_the_code_a_task_runs_then_every_transient_error_it_can_raise_is_r
     sources = docs.sources_of(module, exclude=frozenset({"release_steps.errors"}))
     if not any(source.module == module for source in sources):
         pytest.fail(f"{state_name!r} runs {module}, which does not exist yet ({docs.module_path(module)})")
-    # Identifiers, not strings: a class the code names (raise, except, a helper's return) is one it can raise.
-    referenced = {name for source in sources for name in docs.identifiers(source.text)}
+    # Identifiers, not strings, in the functions reachable from the handler: a class the code names (raise, except,
+    # a helper's return) is one it can raise.
+    referenced = docs.reachable_identifiers(module)
     mentioned = set(errors.transient_error_names()) & referenced
     retried = set(docs.retry_names(docs.states()[state_name]))
     assert mentioned <= retried, (
@@ -306,9 +349,7 @@ def test_given_the_code_a_task_runs_then_every_transient_error_it_can_raise_is_r
 def test_given_the_failure_path_then_the_original_failure_survives_to_the_fail_state() -> None:
     all_states = docs.states()
     summarize = all_states[FAILURE_ENTRY]
-    assert summarize["Resource"] == all_states["Build deployment record"]["Resource"], (
-        "Summarize failure must run the record function"
-    )
+    assert summarize["Resource"] == "${SummarizeFailureFunctionArn}", "Summarize failure runs its own function"
     assert summarize["Next"] == "Notify failure"
     [fallback] = summarize["Catch"]
     assert fallback["ErrorEquals"] == ["States.ALL"]

@@ -16,7 +16,7 @@ from tests.static import documents as docs
 
 # Which settings each step module reads (config.py loaders). The source scan below keeps this honest.
 SETTINGS_BY_MODULE: dict[str, set[str]] = {
-    "release_steps.prepare": {"release_settings"},
+    "release_steps.prepare": {"release_settings", "ecs_settings"},
     "release_steps.check_image": {"image_settings"},
     "release_steps.run_migration": {"ecs_settings"},
     "release_steps.check_migration": {"ecs_settings"},
@@ -25,6 +25,7 @@ SETTINGS_BY_MODULE: dict[str, set[str]] = {
     "release_steps.restart_services": {"ecs_settings"},
     "release_steps.check_services": {"ecs_settings"},
     "release_steps.record": set(),
+    "release_steps.summarize_failure": {"ecs_settings"},
 }
 SETTINGS_CLASSES: dict[str, type[config.EnvSettings]] = {
     "release_settings": config.ReleaseSettings,

@@ -38,6 +38,7 @@ _MARKERS = {"migration": MIGRATION_LOOP, "services": SERVICES_LOOP}
 FAILURE_TAIL = ["Summarize failure", "Notify failure", "Release failed"]
 SUCCESS_TAIL = ["Build deployment record", "Notify success", "Return deployment record", "Release succeeded"]
 RELEASE_PATH = [
+    "Receive release request",
     "Validate release request",
     "Check migration image",
     "Run migration task",

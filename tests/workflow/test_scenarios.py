@@ -9,6 +9,7 @@ on the moto server, the SNS topic through an SQS subscription).
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from deployflow.local.stack import (
 )
 from deployflow.local.template import REPO_ROOT
 from deployflow.progress import ExecutionOutcome
+from deployflow.render import aws_cli_options, outcome_report
 from tests.workflow.support import (
     FAILURE_TAIL,
     LOOPS,
@@ -242,6 +244,38 @@ def assert_notified_failure(inbox: Inbox, error: str, tag: str, failed_step: str
 # --- the scenarios ------------------------------------------------------------------------------------------------
 
 
+def printed(stack: LocalStack, o: ExecutionOutcome) -> str:
+    """The final report exactly as ``deployflow local run`` prints it (the summary an operator pastes)."""
+    assert stack.aws is not None
+    return outcome_report(o, aws_cli_options(stack.aws.region, None, stack.aws.endpoint_url))
+
+
+def summary_lines(o: ExecutionOutcome) -> dict[str, str]:
+    """The summary's fields by label (``Cause``, ``Migration``, ...), continuation lines joined."""
+    assert o.summary, f"no summary{describe(o)}"
+    fields: dict[str, str] = {"headline": o.summary.splitlines()[0]}
+    label = "headline"
+    for line in o.summary.splitlines()[1:]:
+        if line[:12].strip().endswith(":") and not line.startswith(" "):
+            label = line[:12].strip().rstrip(":")
+            fields[label] = line[12:]
+        else:
+            fields[label] += "\n" + line.strip()
+    return fields
+
+
+def assert_caught_summary(o: ExecutionOutcome, state: str, error: str, *cause: str) -> dict[str, str]:
+    """The pasteable summary: headline naming the state, the error, the cause's root-cause text, a Next line."""
+    fields = summary_lines(o)
+    assert fields["headline"].endswith(f"FAILED at {state}"), o.summary
+    assert fields["Error"] == error, o.summary
+    for needle in cause:
+        assert needle in fields["Cause"], f"the Cause lacks {needle!r}:\n{o.summary}"
+    assert fields["Next"].strip(), o.summary
+    assert "redrive" not in fields["Next"], f"a caught error ends in Release failed: no redrive\n{o.summary}"
+    return fields
+
+
 def test_given_a_pushed_image_when_a_release_runs_then_every_step_runs_once_and_the_record_matches_the_world(
     stack: LocalStack, inbox: Inbox
 ) -> None:
@@ -301,6 +335,11 @@ def test_given_a_pushed_image_when_a_release_runs_then_every_step_runs_once_and_
     assert f"release {DEFAULT_TAG} succeeded" in notes[0].subject, notes[0].subject
     assert notes[0].message == o.summary, f"published {notes[0].message!r}, the record's summary is {o.summary!r}"
     assert digest in notes[0].message, notes[0].message
+    fields = summary_lines(o)
+    assert fields["headline"] == f"deployflow release of {DEFAULT_TAG} succeeded", o.summary
+    for name in SERVICES:
+        assert f"{name}: COMPLETED" in fields["Services"], o.summary
+    assert "exit code 0" in fields["Migration"], o.summary
 
 
 def test_given_an_unknown_tag_when_a_release_runs_then_it_stops_at_the_image_check_and_changes_nothing(
@@ -312,11 +351,23 @@ def test_given_an_unknown_tag_when_a_release_runs_then_it_stops_at_the_image_che
     assert tag not in stack.image_digests
 
     assert_failed_with(o, "ImageNotFoundError", tag, REPOSITORY)
-    assert_path(o, ["Validate release request", "Check migration image", *FAILURE_TAIL])
+    assert_path(
+        o,
+        [
+            "Receive release request",
+            "Validate release request",
+            "Check migration image",
+            "Check migration image failed",
+            *FAILURE_TAIL,
+        ],
+    )
     assert o.failed_state == "Check migration image", describe(o)
     assert_single_attempts(o)  # terminal: not retried
     assert_world_untouched(stack, result)
     assert_notified_failure(inbox, "ImageNotFoundError", tag, "Check migration image")
+    fields = assert_caught_summary(o, "Check migration image", "ImageNotFoundError", tag, REPOSITORY)
+    assert fields["Migration"] == "not reached", o.summary
+    assert fields["Services"] == "not reached", o.summary
 
 
 def test_given_a_migration_that_fails_half_way_then_the_workflow_stops_before_the_services_and_history_is_intact(
@@ -337,10 +388,26 @@ def test_given_a_migration_that_fails_half_way_then_the_workflow_stops_before_th
     message = assert_failed_with(
         o, "MigrationFailedError", task_arn, failing_file, "SQLSTATE 42883", f"exit code {exit_code}", LOG_GROUP
     )
-    assert last_line in message, f"the cause lacks the log tail's last line {last_line!r}{describe(o)}"
+    # The cause leads with the runner's own failure line (picked by its event name), read here from the real log.
+    runner_lines = [json.loads(line) for line in log_lines(stack.client("logs"), LOG_GROUP, stream) if line[:1] == "{"]
+    [failure] = [line for line in runner_lines if line["event"] == "migrate_failed"]
+    assert (failure["file"], failure["sqlstate"]) == (failing_file, "42883"), failure
+    assert message.startswith(
+        f"migration failed: {failing_file} failed at statement {failure['statement_number']} (line {failure['line']}): "
+        f"SQLSTATE 42883: {failure['pg_error']}; statement: {failure['statement']}"
+    ), f"the cause does not lead with the runner's failure line {failure}{describe(o)}"
 
     assert_path(
-        o, ["Validate release request", "Check migration image", "Run migration task", MIGRATION_LOOP, *FAILURE_TAIL]
+        o,
+        [
+            "Receive release request",
+            "Validate release request",
+            "Check migration image",
+            "Run migration task",
+            MIGRATION_LOOP,
+            "Check migration task failed",
+            *FAILURE_TAIL,
+        ],
     )
     assert o.failed_state == "Check migration task", describe(o)
     assert_loop(stack, o, "migration", left_by="error")
@@ -356,6 +423,18 @@ def test_given_a_migration_that_fails_half_way_then_the_workflow_stops_before_th
     assert_services_not_restarted(stack, result)
     assert_no_release_topics(stack)
     assert_notified_failure(inbox, "MigrationFailedError", DEFAULT_TAG, "Check migration task")
+    fields = assert_caught_summary(
+        o,
+        "Check migration task",
+        "MigrationFailedError",
+        "migration failed: V0002__add_client_tier.sql failed at statement 4 (line 5): SQLSTATE 42883: "
+        "function deployflow_no_such_function() does not exist; statement: SELECT deployflow_no_such_function()",
+        "(rolled back, history unchanged)",
+    )
+    assert fields["Cause"].startswith("migration failed: V0002__add_client_tier.sql"), "the root cause comes first"
+    assert "exit code 8, stop code EssentialContainerExited" in fields["Migration"], o.summary
+    assert "running" not in fields["Migration"], o.summary
+    assert (fields["Schema"], fields["Topics"], fields["Services"]) == ("not reached",) * 3, o.summary
 
 
 def test_given_a_migration_past_its_deadline_then_the_check_loop_ends_and_the_task_is_stopped(
@@ -376,7 +455,16 @@ def test_given_a_migration_past_its_deadline_then_the_check_loop_ends_and_the_ta
         "it was stopped",
     )
     assert_path(
-        o, ["Validate release request", "Check migration image", "Run migration task", MIGRATION_LOOP, *FAILURE_TAIL]
+        o,
+        [
+            "Receive release request",
+            "Validate release request",
+            "Check migration image",
+            "Run migration task",
+            MIGRATION_LOOP,
+            "Check migration task failed",
+            *FAILURE_TAIL,
+        ],
     )
     turns = assert_loop(stack, o, "migration", left_by="error")
     assert turns >= 2, f"the check loop should have polled several times before the deadline{describe(o)}"
@@ -394,6 +482,11 @@ def test_given_a_migration_past_its_deadline_then_the_check_loop_ends_and_the_ta
         assert state not in o.path, f"{state} ran after a migration timeout{describe(o)}"
     assert_history_unchanged(stack, result)
     assert_services_not_restarted(stack, result)
+    fields = assert_caught_summary(o, "Check migration task", "MigrationTimeoutError", "it was stopped")
+    cause_checks = re.search(r"(\d+) checks\)", fields["Cause"])
+    assert cause_checks, o.summary
+    assert f"{cause_checks.group(1)} checks" in fields["Migration"], f"the checks differ from the cause's:\n{o.summary}"
+    assert "stop code UserInitiated" in fields["Migration"], o.summary
 
 
 def test_given_a_migration_past_its_deadline_then_no_database_session_keeps_running_it(stack: LocalStack) -> None:
@@ -430,11 +523,13 @@ def test_given_schema_drift_when_a_release_runs_then_verify_schema_names_the_dri
     assert_path(
         o,
         [
+            "Receive release request",
             "Validate release request",
             "Check migration image",
             "Run migration task",
             MIGRATION_LOOP,
             "Verify schema",
+            "Verify schema failed",
             *FAILURE_TAIL,
         ],
     )
@@ -449,6 +544,10 @@ def test_given_schema_drift_when_a_release_runs_then_verify_schema_names_the_dri
     assert_history_unchanged(stack, result)
     assert not column_exists(database(stack), "notifications", "last_error"), "the drift was silently repaired"
     assert_notified_failure(inbox, "SchemaMismatchError", DEFAULT_TAG, "Verify schema")
+    fields = assert_caught_summary(
+        o, "Verify schema", "SchemaMismatchError", "notifications.last_error", "notifications_pending_created_at_idx"
+    )
+    assert fields["Schema"] == "failed here (SchemaMismatchError), no result recorded", o.summary
 
 
 def test_given_kafka_down_then_create_topics_retries_with_capped_backoff_and_fails_with_the_named_error(
@@ -465,6 +564,7 @@ def test_given_kafka_down_then_create_topics_retries_with_capped_backoff_and_fai
     assert_path(
         o,
         [
+            "Receive release request",
             "Validate release request",
             "Check migration image",
             "Run migration task",
@@ -502,6 +602,22 @@ def test_given_kafka_down_then_create_topics_retries_with_capped_backoff_and_fai
     assert "Restart services" not in o.path, describe(o)
     assert_services_not_restarted(stack, result)
     assert inbox.notifications() == [], "the workflow published a summary for an uncaught transient error"
+
+    # The report as printed: the state, the error, the real duration and attempts, the exact redrive command.
+    report = printed(stack, o).splitlines()
+    assert o.start_date is not None
+    assert o.stop_date is not None
+    took = (o.stop_date - o.start_date).total_seconds()
+    assert report[0].startswith(f"FAILED at Create Kafka topics in {took:.1f}s:"), report
+    slept = sum(d.slept_seconds for d in retries)
+    assert took >= slept, f"the report's duration {took:.1f}s is shorter than the retry waits {slept:.1f}s"
+    assert f"attempts: {1 + max_attempts} at Create Kafka topics" in report, report
+    assert "error: KafkaUnreachableError" in report, report
+    assert any(line.startswith("cause: Kafka not reachable") for line in report), report
+    assert report[-1] == (
+        "next: fix the cause, then resume at this state: aws stepfunctions redrive-execution --execution-arn "
+        f"{o.execution_arn} --region {stack.aws.region} --endpoint-url {stack.aws.endpoint_url}"
+    ), report
 
 
 def test_given_a_step_outliving_its_function_timeout_then_the_task_fails_with_sandbox_timedout_uncaught(
@@ -547,6 +663,7 @@ def test_given_a_service_whose_deployment_fails_then_the_release_fails_naming_it
     assert_path(
         o,
         [
+            "Receive release request",
             "Validate release request",
             "Check migration image",
             "Run migration task",
@@ -555,6 +672,7 @@ def test_given_a_service_whose_deployment_fails_then_the_release_fails_naming_it
             "Create Kafka topics",
             "Restart services",
             SERVICES_LOOP,
+            "Check services failed",
             *FAILURE_TAIL,
         ],
     )
@@ -580,6 +698,14 @@ def test_given_a_service_whose_deployment_fails_then_the_release_fails_naming_it
 
     assert [v for v, _, _, _ in history_rows(database(stack))] == HEAD_VERSIONS  # the migration did run before
     assert_notified_failure(inbox, "ServiceDeploymentFailedError", DEFAULT_TAG, "Check services")
+    fields = assert_caught_summary(o, "Check services", "ServiceDeploymentFailedError", "alert-matcher", "rolled back")
+    services_text = fields["Services"]
+    assert "alert-matcher: FAILED / rolled back" in services_text, o.summary
+    assert "event: (service alert-matcher)" in services_text, "the rolled-back service shows its last events"
+    for name in SERVICES:
+        if name != "alert-matcher":
+            assert f"{name}: COMPLETED" in services_text, o.summary
+    assert "IN_PROGRESS" not in services_text, f"the services as last known, not one poll earlier:\n{o.summary}"
 
 
 def test_given_a_release_running_when_another_starts_then_the_second_is_refused_and_one_migration_runs(
@@ -591,7 +717,12 @@ def test_given_a_release_running_when_another_starts_then_the_second_is_refused_
 
     first_name = first.execution_arn.rsplit(":", 1)[-1]
     assert_failed_with(second, "DeploymentInProgressError", first_name, first.execution_arn)
-    assert second.path == ["Validate release request", *FAILURE_TAIL], describe(second)
+    assert second.path == [
+        "Receive release request",
+        "Validate release request",
+        "Validate release request failed",
+        *FAILURE_TAIL,
+    ], describe(second)
     assert_single_attempts(second)  # refused once, never retried
 
     assert first.status == "SUCCEEDED", describe(first)
@@ -613,6 +744,9 @@ def test_given_a_release_running_when_another_starts_then_the_second_is_refused_
     assert len(notes) == 2, f"expected two notifications (one per execution), got {subjects}"
     assert any("succeeded" in s for s in subjects), subjects
     assert any("DeploymentInProgressError" in s for s in subjects), subjects
+    assert_caught_summary(
+        second, "Validate release request", "DeploymentInProgressError", first.execution_arn.rsplit(":", 1)[-1]
+    )
 
 
 def test_given_malformed_input_then_validation_fails_naming_each_field_and_nothing_else_runs(
@@ -623,11 +757,19 @@ def test_given_malformed_input_then_validation_fails_naming_each_field_and_nothi
     bad = execution_input(stack, o)
 
     assert_failed_with(o, "InvalidInputError", "imageTag", "dryrun")
-    assert o.path == ["Validate release request", *FAILURE_TAIL], describe(o)
+    assert o.path == [
+        "Receive release request",
+        "Validate release request",
+        "Validate release request failed",
+        *FAILURE_TAIL,
+    ], describe(o)
     assert o.failed_state == "Validate release request", describe(o)
     assert_single_attempts(o)  # never retry an invalid input
     assert_world_untouched(stack, result)
     assert_notified_failure(inbox, "InvalidInputError", bad["imageTag"], "Validate release request")
+    fields = assert_caught_summary(o, "Validate release request", "InvalidInputError", "imageTag", "dryrun")
+    assert fields["Request"].startswith("as received (not validated): "), o.summary
+    assert fields["Execution"].startswith(o.execution_arn.rsplit(":", 1)[-1]), o.summary
 
 
 def test_given_a_dry_run_then_the_plan_task_reports_pending_v0002_with_its_lock_and_nothing_is_applied(
@@ -676,6 +818,9 @@ def test_given_a_dry_run_then_the_plan_task_reports_pending_v0002_with_its_lock_
     notes = inbox.notifications()
     assert len(notes) == 1, f"expected one SNS notification, got {notes}"
     assert notes[0].subject.endswith(f": dry run of {DEFAULT_TAG} passed"), notes[0].subject
+    fields = summary_lines(o)
+    assert fields["headline"].startswith(f"deployflow dry run of {DEFAULT_TAG} passed: nothing was changed"), o.summary
+    assert "Error" not in fields, o.summary
     assert notes[0].message == o.summary, f"published {notes[0].message!r}, the record's summary is {o.summary!r}"
 
 
@@ -693,8 +838,17 @@ def test_given_a_file_that_drops_a_column_then_the_lint_refuses_it_before_anythi
 
     assert_path(
         unsafe,
-        ["Validate release request", "Check migration image", "Run migration task", MIGRATION_LOOP, *FAILURE_TAIL],
+        [
+            "Receive release request",
+            "Validate release request",
+            "Check migration image",
+            "Run migration task",
+            MIGRATION_LOOP,
+            "Check migration task failed",
+            *FAILURE_TAIL,
+        ],
     )
+    assert_caught_summary(unsafe, "Check migration task", "MigrationFailedError", "ban-drop-column", "nothing applied")
     message = assert_failed_with(
         unsafe, "MigrationFailedError", "exit code 11", "MigrationLintError", "ban-drop-column", "nothing applied"
     )
@@ -749,9 +903,51 @@ def test_given_a_finished_release_when_it_runs_again_then_migrations_and_topics_
     assert {t: in_kafka.get(t) for t in TOPICS} == dict.fromkeys(TOPICS, 9), in_kafka
     schema = second.output["schema"]
     assert (schema["verdict"], schema["pendingMigrations"]) == ("match", []), schema
+    fields = summary_lines(second)
+    assert fields["headline"] == f"deployflow release of {DEFAULT_TAG} succeeded", second.summary
+    assert fields["Topics"] == "unchanged " + ", ".join(TOPICS), second.summary
+
+
+def test_given_a_service_gone_from_the_cluster_then_the_preflight_ends_the_release_before_the_migration(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "service-missing")
+    o = result.outcome
+
+    assert_path(
+        o, ["Receive release request", "Validate release request", "Validate release request failed", *FAILURE_TAIL]
+    )
+    fields = assert_caught_summary(o, "Validate release request", "ServiceNotFoundError", f"{SERVICES[1]} (INACTIVE)")
+    assert (fields["Migration"], fields["Services"]) == ("not reached", "not reached"), o.summary
+    assert result.before.tables == result.after.tables, "the database changed"
+    assert result.before.history == result.after.history
+    assert result.before.tasks_started == result.after.tasks_started, "a migration task was started"
+    assert_notified_failure(inbox, "ServiceNotFoundError", DEFAULT_TAG, "Validate release request")
+
+
+def test_given_an_input_that_is_not_an_object_then_it_is_refused_with_a_summary_and_a_notification(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    result = run_scenario(stack, "bad-input-shape")
+    o = result.outcome
+
+    assert_path(
+        o, ["Receive release request", "Validate release request", "Validate release request failed", *FAILURE_TAIL]
+    )
+    fields = assert_caught_summary(
+        o, "Validate release request", "InvalidInputError", "expected a JSON object", "got an array"
+    )
+    assert fields["Request"] == "as received (not validated): []", o.summary
+    assert fields["Execution"].startswith(o.execution_arn.rsplit(":", 1)[-1]), o.summary
+    notes = inbox.notifications()
+    assert len(notes) == 1, notes
+    assert notes[0].message == o.summary
+    assert "InvalidInputError at Validate release request" in notes[0].subject, notes[0].subject
 
 
 TESTED = {
+    "bad-input-shape",
+    "service-missing",
     "happy",
     "image-missing",
     "migration-fails",
