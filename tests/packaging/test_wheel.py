@@ -17,7 +17,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
+
+from tests.fixtures.executions import plain_moto_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STEP_TIMEOUT = 240
@@ -93,13 +94,8 @@ def test_given_the_wheel_without_extras_when_local_is_asked_for_then_one_line_sa
 
 @pytest.fixture
 def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with plain_moto_server() as url:
+        yield url
 
 
 def test_given_the_wheel_without_extras_when_started_against_an_endpoint_then_the_execution_has_the_release_input(
