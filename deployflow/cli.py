@@ -412,11 +412,13 @@ def parser(*, with_local: bool = True) -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="the embedded local stack (needs deployflow[local], in a checkout)")
+    have_local = with_local
     try:
         if not with_local:
             raise ModuleNotFoundError(name="(not loaded)")
         from deployflow.local.scenarios import SCENARIOS
     except ModuleNotFoundError as e:  # an operator's install, or a command that is not `local`
+        have_local = False
         local.set_defaults(handler=_local_missing(f"no module {e.name}"))
         local.add_argument("anything", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         SCENARIOS = {}
@@ -439,9 +441,10 @@ def parser(*, with_local: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--log-dir", help="where the functions' logs go (default .cache/local-runs/<time>)")
     run.add_argument("--time-scale", type=float, default=0.02, help="factor on Wait/Retry delays (default 0.02)")
     run.set_defaults(handler=_local_run)
-    from deployflow.local.commands import add_local_commands
+    if have_local:
+        from deployflow.local.commands import add_local_commands
 
-    add_local_commands(local_commands)
+        add_local_commands(local_commands)
 
     start = commands.add_parser(
         "start", help="start a release", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter
