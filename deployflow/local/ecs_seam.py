@@ -522,7 +522,8 @@ class EcsSeam(Seam):
             service.deployments = [rollback, deployment]
             self._event(
                 service,
-                f"(service {service.name}) rolling back to deployment {previous['id']}: "
+                f"(service {service.name}) rolling back to deployment {rollback['id']} "
+                f"(task definition {previous['taskDefinition']}): "
                 f"deployment {deployment['id']} failed ({failure.reason}).",
             )
 

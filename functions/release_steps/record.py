@@ -101,6 +101,7 @@ SUBJECT_MAX = 99  # SNS: "less than 100 characters", one line, no control charac
 CAUSE_MAX = 4000  # in the record
 SUMMARY_CAUSE_MAX = 1500  # in the summary: an SNS email or a chat message, not a log
 SUMMARY_LIST_MAX = 20
+STATEMENTS_SHOWN = 5  # per migration file in a summary
 
 _SECTION_KEYS = ("request", "execution", "image", "migration", "schema", "topics", "rollout", "failure", "rawInput")
 _SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
@@ -170,7 +171,23 @@ def describe_failure(state: RecordStepInput, failed_state: str | None) -> Failur
         error=error,
         message=cause_message(state.failure.cause),
         failed_step=_clip(failed_state, 120) if failed_state else "(state not recorded)",
-        next_step=next_step_hint(error),
+        next_step=next_step_hint(error) + _services_command(state, error),
+    )
+
+
+def _services_command(state: RecordStepInput, error: str) -> str:
+    """For a failed rollout, the AWS CLI command that shows the unfinished services' events."""
+    if error not in ("ServiceDeploymentFailedError", "ServiceRolloutTimeoutError") or state.rollout is None:
+        return ""
+    unfinished = [s for s in state.rollout.services if s.rollout_state != "COMPLETED"][:SUMMARY_LIST_MAX]
+    # arn:aws:ecs:<region>:<account>:service/<cluster>/<name>
+    clusters = {s.service_arn.split("/")[-2] for s in unfinished if s.service_arn and s.service_arn.count("/") >= 2}
+    if not unfinished or len(clusters) != 1:
+        return ""
+    names = " ".join(_clip(s.name, 255) for s in unfinished)
+    return (
+        f": aws ecs describe-services --cluster {clusters.pop()} --services {names} "
+        "--query 'services[].{name: serviceName, deployments: deployments, events: events[:10]}'"
     )
 
 
@@ -395,12 +412,18 @@ def _plan_text(migration: MigrationTask) -> str:
         lint += f"; waived {', '.join(waived)}" if waived else ""
         took = f", applied in {item.duration_ms} ms" if item.applied and item.duration_ms is not None else ""
         lines.append(f"{item.file}: {item.lock or 'no table lock'}; {lint}{took}")
-        for statement in item.statements:
-            if statement.lock in (None, "ACCESS SHARE"):
-                continue
+        # A plan shows every locking statement; what was applied, only those that blocked readers and writers.
+        shown = [
+            st
+            for st in item.statements
+            if st.lock not in (None, "ACCESS SHARE") and (not item.applied or st.lock == "ACCESS EXCLUSIVE")
+        ]
+        for statement in shown[:STATEMENTS_SHOWN]:
             lines.append(
                 f"  statement {statement.number} (line {statement.line}) {statement.locks}: {statement.excerpt}"
             )
+        if len(shown) > STATEMENTS_SHOWN:
+            lines.append(f"  ... and {len(shown) - STATEMENTS_SHOWN} more locking statements")
     return "\n".join(lines)
 
 
@@ -457,9 +480,13 @@ def _services_line(rollout: RolloutResult | None) -> str:
     if len(rollout.services) > SUMMARY_LIST_MAX:
         lines.append(f"... and {len(rollout.services) - SUMMARY_LIST_MAX} more services")
     prefix = "would restart: " if rollout.dry_run else ""
-    suffix = (
-        "" if rollout.done else f"\n(rollout not finished after {rollout.checks} checks, deadline {rollout.deadline})"
-    )
+    failed = [s.name for s in rollout.services if s.rollout_state.startswith("FAILED")]
+    if rollout.done:
+        suffix = ""
+    elif failed:
+        suffix = f"\n(rollout ended at check {rollout.checks}: {', '.join(failed)} failed)"
+    else:
+        suffix = f"\n(rollout not finished after {rollout.checks} checks, deadline {rollout.deadline})"
     return prefix + "\n".join(lines) + suffix
 
 

@@ -706,6 +706,11 @@ def test_given_a_service_whose_deployment_fails_then_the_release_fails_naming_it
         if name != "alert-matcher":
             assert f"{name}: COMPLETED" in services_text, o.summary
     assert "IN_PROGRESS" not in services_text, f"the services as last known, not one poll earlier:\n{o.summary}"
+    assert "alert-matcher failed)" in services_text, f"the footer says why the rollout ended:\n{o.summary}"
+    assert "not finished" not in services_text, f"a failed rollout is not an unfinished one:\n{o.summary}"
+    assert f"aws ecs describe-services --cluster {CLUSTER} --services {failing} " in fields["Next"], o.summary
+    rollback_event = next(e for e in services_text.splitlines() if "rolling back to deployment" in e)
+    assert primary(described[failing])["id"] in rollback_event, "the rollback event names the deployment now PRIMARY"
 
 
 def test_given_a_release_running_when_another_starts_then_the_second_is_refused_and_one_migration_runs(
