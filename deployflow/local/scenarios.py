@@ -25,7 +25,7 @@ from typing import Any
 from dbmigrate.files import discover_migrations
 
 from deployflow.local.inspect import Snapshot, migration_history
-from deployflow.local.stack import CLUSTER, DEFAULT_TAG, SERVICES, TOPICS, LocalStack
+from deployflow.local.stack import CLUSTER, DEFAULT_TAG, SERVICES, TOPICS, LocalStack, create_service
 from deployflow.local.template import ASL_PATH, REPO_ROOT
 from deployflow.progress import ExecutionOutcome, ProgressEvent, follow
 
@@ -616,13 +616,7 @@ def _service_missing(stack: LocalStack, observer: Observer | None) -> ScenarioRe
         outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
         after = stack.snapshot()
     finally:
-        ecs.create_service(
-            cluster=CLUSTER,
-            serviceName=gone,
-            taskDefinition="alerting-service",
-            desiredCount=2,
-            deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
-        )
+        create_service(ecs, gone)
     checks = [
         _error_mentions(outcome, gone),
         Check(

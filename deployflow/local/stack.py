@@ -86,6 +86,17 @@ class StackOptions:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
 
 
+def create_service(ecs: Any, name: str) -> None:
+    """One of the platform's services as the local stack runs it: 2 tasks, circuit breaker with rollback."""
+    ecs.create_service(
+        cluster=CLUSTER,
+        serviceName=name,
+        taskDefinition="alerting-service",
+        desiredCount=2,
+        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+    )
+
+
 class LocalStack:
     """Start with ``with LocalStack() as stack:``; ``stack.start_execution({...})`` runs the real state machine."""
 
@@ -303,13 +314,7 @@ class LocalStack:
             containerDefinitions=[{"name": "app", "image": f"{registry}/alerting-service:1", "memory": 256}],
         )
         for service in SERVICES:
-            ecs.create_service(
-                cluster=CLUSTER,
-                serviceName=service,
-                taskDefinition="alerting-service",
-                desiredCount=2,
-                deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
-            )
+            create_service(ecs, service)
         self._create_functions_and_state_machine(task_role, execution_role)
 
     def _template_parameters(self, task_role: str, execution_role: str) -> dict[str, str]:
