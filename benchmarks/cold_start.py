@@ -27,17 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.results import RESULTS_DIR, save
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STEPS = (
-    "prepare",
-    "check_image",
-    "run_migration",
-    "check_migration",
-    "verify_schema",
-    "create_topics",
-    "restart_services",
-    "check_services",
-    "record",
-)
+
+
+def _steps() -> tuple[str, ...]:
+    """Every function's module, as template.yaml names it in its Handler (release_steps.<module>.lambda_handler)."""
+    from cfnlint.decode.cfn_yaml import load  # keeps the CloudFormation tags
+
+    resources = load(str(REPO_ROOT / "template.yaml"))["Resources"].values()
+    handlers = [r["Properties"]["Handler"] for r in resources if r["Type"] == "AWS::Serverless::Function"]
+    return tuple(h.split(".")[1] for h in handlers)
+
+
+STEPS = _steps()
 PYTHON313_CANDIDATES = ("python3.13", "/root/.pyenv/versions/3.13.0/bin/python3.13")
 PROBE = "import time\nt = time.perf_counter()\nimport {module}\nprint(time.perf_counter() - t)"
 

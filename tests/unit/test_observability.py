@@ -13,6 +13,8 @@ from release_steps.messages import describe_validation_error
 from release_steps.models import ReleaseState
 from release_steps.observability import logger, parse_event, step
 
+from tests.static import documents
+
 NO_CONTEXT: Any = None  # the decorator never reads the Lambda context
 EXECUTION_ID = "arn:aws:states:us-east-1:123456789012:execution:deployflow-release:release-2026-11-23-4"
 
@@ -169,17 +171,8 @@ def test_given_a_step_when_it_ends_then_its_duration_metric_is_emitted_with_step
     assert duration >= 0
 
 
-STEP_MODULES = (
-    "prepare",
-    "check_image",
-    "run_migration",
-    "check_migration",
-    "verify_schema",
-    "create_topics",
-    "restart_services",
-    "check_services",
-    "record",
-)
+# Every function's module, as template.yaml names it in its Handler (release_steps.<module>.lambda_handler).
+STEP_MODULES = tuple(sorted(f["Handler"].split(".")[1] for f in documents.functions().values()))
 
 
 @pytest.mark.parametrize("module", STEP_MODULES)
