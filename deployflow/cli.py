@@ -25,13 +25,20 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
 from deployflow.progress import ExecutionOutcome, follow
 from deployflow.render import ProgressPrinter, aws_cli_options, outcome_report, timings_table
 from deployflow.target import Target, TargetError, arn_region, one_line
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef
+
+    from deployflow.target import Clients
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
 _NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -139,13 +146,11 @@ def _target(args: argparse.Namespace) -> Target:
     return Target(region=args.region, profile=args.profile, endpoint_url=args.endpoint_url)
 
 
-def _session_clients(args: argparse.Namespace, arn: str | None = None) -> tuple[Any, Any]:
+def _session_clients(args: argparse.Namespace, arn: str | None = None) -> Clients:
     """Step Functions and CloudFormation clients for the target (deployflow/target.py: as the AWS CLI resolves it)."""
     from deployflow.target import clients
 
-    arn = arn or args.state_machine_arn
-    sfn, cloudformation = clients(_target(args), "stepfunctions", "cloudformation", arn=arn)
-    return sfn, cloudformation
+    return clients(_target(args), arn=arn or args.state_machine_arn)
 
 
 class UsageError(Exception):
@@ -157,7 +162,7 @@ def _require_target(args: argparse.Namespace, *, arn: str | None = None) -> None
         raise UsageError("give --stack-name (or set DEPLOYFLOW_STACK_NAME), --state-machine-arn, or an execution ARN")
 
 
-def _state_machine_arn(args: argparse.Namespace, cloudformation: Any) -> str:
+def _state_machine_arn(args: argparse.Namespace, cloudformation: CloudFormationClient) -> str:
     if args.state_machine_arn:
         return str(args.state_machine_arn)
     from botocore.exceptions import BotoCoreError, ClientError
@@ -235,7 +240,7 @@ def _start(args: argparse.Namespace) -> int:
     return _follow_and_report(sfn, arn, args)
 
 
-def _start_or_attach(sfn: Any, machine: str, name: str, document: dict[str, Any], *, attach: bool) -> str:
+def _start_or_attach(sfn: SFNClient, machine: str, name: str, document: dict[str, Any], *, attach: bool) -> str:
     """Start the execution; with ``attach`` (an idempotency key) and that name already used, attach to that one.
 
     The existing execution is looked up first: StartExecution with a reused name returns the running execution
@@ -263,14 +268,14 @@ def _start_or_attach(sfn: Any, machine: str, name: str, document: dict[str, Any]
     return started
 
 
-def _existing_execution(sfn: Any, arn: str) -> dict[str, Any] | None:
+def _existing_execution(sfn: SFNClient, arn: str) -> DescribeExecutionOutputTypeDef | None:
     try:
-        return dict(sfn.describe_execution(executionArn=arn))
+        return sfn.describe_execution(executionArn=arn)
     except sfn.exceptions.ExecutionDoesNotExist:
         return None
 
 
-def _attach(name: str, arn: str, existing: dict[str, Any], document: dict[str, Any]) -> str:
+def _attach(name: str, arn: str, existing: DescribeExecutionOutputTypeDef, document: dict[str, Any]) -> str:
     try:
         previous = json.loads(existing.get("input") or "null")
     except ValueError:
@@ -307,7 +312,7 @@ def _watch(args: argparse.Namespace) -> int:
     return _follow_and_report(sfn, arn, args)
 
 
-def _follow_and_report(sfn: Any, arn: str, args: argparse.Namespace) -> int:
+def _follow_and_report(sfn: SFNClient, arn: str, args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     watch_again = f"deployflow watch {arn}{_target(args).flags()}"

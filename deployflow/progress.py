@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef, HistoryEventTypeDef
 
 TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -148,7 +152,7 @@ class HistoryTracker:
         self._counts: dict[str, int] = {}
         self.outputs: dict[str, str] = {}
 
-    def feed(self, event: dict[str, Any]) -> Iterator[ProgressEvent]:
+    def feed(self, event: Mapping[str, Any]) -> Iterator[ProgressEvent]:
         """Consume one history event; yield what an operator should see."""
         event_id = int(event.get("id", 0))
         if event_id in self.seen_ids:
@@ -193,12 +197,12 @@ class HistoryTracker:
             yield ProgressEvent("finished", status=_EXECUTION_END_STATUSES[etype], at=ts)
 
 
-def _is_lambda_task(event: dict[str, Any]) -> bool:
+def _is_lambda_task(event: Mapping[str, Any]) -> bool:
     details = event.get("taskScheduledEventDetails", {})
     return bool(details.get("resourceType") == "lambda")
 
 
-def read_history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
+def read_history(sfn: SFNClient, execution_arn: str) -> Iterator[HistoryEventTypeDef]:
     """All history events of an execution, oldest first (paginated)."""
     kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
     while True:
@@ -211,7 +215,7 @@ def read_history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
 
 
 def follow(
-    sfn: Any,
+    sfn: SFNClient,
     execution_arn: str,
     on_event: Callable[[ProgressEvent], None] | None = None,
     poll_seconds: float = 0.5,
@@ -238,7 +242,7 @@ def follow(
         time.sleep(poll_seconds)
 
 
-def outcome_of(sfn: Any, execution_arn: str) -> ExecutionOutcome:
+def outcome_of(sfn: SFNClient, execution_arn: str) -> ExecutionOutcome:
     """The outcome of an execution as it stands now (no waiting)."""
     tracker = HistoryTracker()
     for event in read_history(sfn, execution_arn):
@@ -247,7 +251,9 @@ def outcome_of(sfn: Any, execution_arn: str) -> ExecutionOutcome:
     return _outcome(execution_arn, sfn.describe_execution(executionArn=execution_arn), tracker)
 
 
-def _outcome(execution_arn: str, description: dict[str, Any], tracker: HistoryTracker) -> ExecutionOutcome:
+def _outcome(
+    execution_arn: str, description: DescribeExecutionOutputTypeDef, tracker: HistoryTracker
+) -> ExecutionOutcome:
     output = description.get("output")
     parsed = json.loads(output) if isinstance(output, str) and output else None
     return ExecutionOutcome(

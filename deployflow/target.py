@@ -15,7 +15,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 # arn:aws:states:<region>:<account>:stateMachine:<name> or ...:execution:<machine>:<name>
 _ARN_REGION = re.compile(r"^arn:aws[a-z-]*:states:([a-z0-9-]+):")
@@ -57,8 +61,15 @@ def resolve_region(
     return explicit or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or arn_region(arn) or configured
 
 
-def clients(target: Target, *services: str, arn: str | None = None) -> list[Any]:
-    """boto3 clients for ``services`` at the target; raises TargetError naming what is missing."""
+class Clients(NamedTuple):
+    """The CLI's clients: Step Functions (executions) and CloudFormation (the stack's outputs)."""
+
+    stepfunctions: SFNClient
+    cloudformation: CloudFormationClient
+
+
+def clients(target: Target, *, arn: str | None = None) -> Clients:
+    """The CLI's boto3 clients at the target; raises TargetError naming what is missing."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
@@ -75,8 +86,11 @@ def clients(target: Target, *services: str, arn: str | None = None) -> list[Any]
             read_timeout=READ_TIMEOUT_SECONDS,
             retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
         )
-        extra = {"endpoint_url": target.endpoint_url} if target.endpoint_url else {}
-        return [session.client(service, region_name=region, config=config, **extra) for service in services]
+        endpoint = target.endpoint_url or None
+        return Clients(
+            session.client("stepfunctions", region_name=region, config=config, endpoint_url=endpoint),
+            session.client("cloudformation", region_name=region, config=config, endpoint_url=endpoint),
+        )
     except BotoCoreError as e:  # an unknown profile, a broken config file: nothing to talk to
         raise TargetError(one_line(e)) from e
 

@@ -69,6 +69,22 @@ MOTO_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}}
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
 Mode = Literal["in-process", "server"]
+# The services the local stack and its tests call (the boto3-stubs extras of deployflow[dev] type these names).
+LocalService = Literal[
+    "cloudformation",
+    "ec2",
+    "ecr",
+    "ecs",
+    "iam",
+    "lambda",
+    "logs",
+    "s3",
+    "secretsmanager",
+    "sns",
+    "sqs",
+    "ssm",
+    "stepfunctions",
+]
 
 
 @dataclass(frozen=True)
@@ -279,14 +295,15 @@ class LocalAws:
             **FAKE_CREDENTIALS,
         }
 
-    def client(self, service: str) -> Any:
+    def client(self, service: LocalService) -> Any:
         """A boto3 client for this backend (through the server's endpoint in server mode)."""
         import boto3
         from botocore.config import Config
 
         if self.endpoint_url is None:
             # A configured endpoint (AWS_ENDPOINT_URL in the caller's environment) would bypass moto's interception.
-            config = Config(ignore_configured_endpoint_urls=True)
+            # botocore has this option since 1.31; botocore-stubs 1.43 does not declare it yet.
+            config = Config(ignore_configured_endpoint_urls=True)  # type: ignore[call-arg]
             return boto3.client(service, region_name=self.region, config=config)
         return boto3.client(
             service,

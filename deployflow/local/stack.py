@@ -27,6 +27,7 @@ from deployflow.local.aws import (
     ACCOUNT_ID,
     LocalAws,
     LocalAwsConfig,
+    LocalService,
     Network,
     provision_network,
     push_image,
@@ -164,7 +165,7 @@ class LocalStack:
             return "Lambda runtime: in-process (the handlers run in this Python; no Timeout or MemorySize enforced)"
         return pool.describe()
 
-    def client(self, service: str) -> Any:
+    def client(self, service: LocalService) -> Any:
         """A boto3 client for the local AWS."""
         return self._aws.client(service)
 

@@ -14,7 +14,7 @@ count; Inspector's ``UNTRIAGED`` severity (none assigned yet) is reported and ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
@@ -32,6 +32,10 @@ from release_steps.errors import (
 from release_steps.models import ImageResult, ReleaseRequest, ReleaseState
 from release_steps.observability import logger, parse_event, step
 
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_ecr.type_defs import DescribeImageScanFindingsResponseTypeDef, ImageIdentifierTypeDef
+
 STEP_NAME = "Check migration image"
 
 # Lowest to highest; a threshold blocks its own level and every level above it.
@@ -43,7 +47,7 @@ ENHANCED_PAGE_SIZE = 1000  # DescribeImageScanFindings' maximum
 MAX_ENHANCED_PAGES = 50  # 50,000 findings: a bound on the step's time, far above any real image
 
 
-def _repository_uri(ecr: Any, repository: str) -> str:
+def _repository_uri(ecr: ECRClient, repository: str) -> str:
     with translate_throttling("ecr:DescribeRepositories"):
         try:
             response = ecr.describe_repositories(repositoryNames=[repository])
@@ -57,7 +61,7 @@ def _repository_uri(ecr: Any, repository: str) -> str:
     return str(response["repositories"][0]["repositoryUri"])
 
 
-def _image_digest(ecr: Any, repository: str, tag: str) -> str:
+def _image_digest(ecr: ECRClient, repository: str, tag: str) -> str:
     with translate_throttling("ecr:DescribeImages"):
         try:
             response = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
@@ -73,12 +77,20 @@ def _image_digest(ecr: Any, repository: str, tag: str) -> str:
     return str(details[0]["imageDigest"])
 
 
-def _findings_page(ecr: Any, repository: str, digest: str, **page: Any) -> dict[str, Any]:
+def _findings_page(
+    ecr: ECRClient, repository: str, digest: str, max_results: int, next_token: str | None = None
+) -> DescribeImageScanFindingsResponseTypeDef:
     with translate_throttling("ecr:DescribeImageScanFindings"):
         try:
-            response: dict[str, Any] = ecr.describe_image_scan_findings(
-                repositoryName=repository, imageId={"imageDigest": digest}, **page
-            )
+            image_id: ImageIdentifierTypeDef = {"imageDigest": digest}
+            if next_token:
+                response = ecr.describe_image_scan_findings(
+                    repositoryName=repository, imageId=image_id, maxResults=max_results, nextToken=next_token
+                )
+            else:
+                response = ecr.describe_image_scan_findings(
+                    repositoryName=repository, imageId=image_id, maxResults=max_results
+                )
         except ClientError as e:
             if error_code(e) == "AccessDeniedException":
                 raise ConfigurationError(
@@ -89,7 +101,9 @@ def _findings_page(ecr: Any, repository: str, digest: str, **page: Any) -> dict[
     return response
 
 
-def _enhanced_counts(ecr: Any, repository: str, digest: str, first: dict[str, Any]) -> dict[str, int]:
+def _enhanced_counts(
+    ecr: ECRClient, repository: str, digest: str, first: DescribeImageScanFindingsResponseTypeDef
+) -> dict[str, int]:
     """Severity counts of the ACTIVE enhanced (Inspector) findings, over every page."""
     counts: dict[str, int] = {}
     response = first
@@ -102,18 +116,18 @@ def _enhanced_counts(ecr: Any, repository: str, digest: str, first: dict[str, An
         token = response.get("nextToken")
         if not token:
             return counts
-        response = _findings_page(ecr, repository, digest, maxResults=ENHANCED_PAGE_SIZE, nextToken=token)
+        response = _findings_page(ecr, repository, digest, ENHANCED_PAGE_SIZE, next_token=token)
     raise ImageScanFailedError(
         f"image {repository}@{digest} has more than {MAX_ENHANCED_PAGES * ENHANCED_PAGE_SIZE} enhanced scan findings"
     )
 
 
-def _scan(ecr: Any, repository: str, tag: str, digest: str, require_scan: bool) -> tuple[str, dict[str, int]]:
+def _scan(ecr: ECRClient, repository: str, tag: str, digest: str, require_scan: bool) -> tuple[str, dict[str, int]]:
     """The scan status and severity counts; raises the pending / failed errors."""
     where = f"{repository}:{tag} ({digest})"
     with translate_throttling("ecr:DescribeImageScanFindings"):
         try:
-            response = _findings_page(ecr, repository, digest, maxResults=1)
+            response = _findings_page(ecr, repository, digest, 1)
         except ClientError as e:
             if error_code(e) != "ScanNotFoundException":
                 raise
@@ -148,7 +162,7 @@ def blocking_findings(counts: dict[str, int], threshold: str) -> dict[str, int]:
     return {level: counts[level] for level in reversed(blocking_levels) if counts.get(level, 0) > 0}
 
 
-def check_image(request: ReleaseRequest, settings: ImageSettings, ecr: Any) -> ImageResult:
+def check_image(request: ReleaseRequest, settings: ImageSettings, ecr: ECRClient) -> ImageResult:
     """Resolve the tag to a digest-pinned image URI and enforce the scan policy."""
     repository = settings.repository_name
     tag = request.image_tag
@@ -176,4 +190,4 @@ def check_image(request: ReleaseRequest, settings: ImageSettings, ecr: Any) -> I
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Check migration image."""
     state = parse_event(ReleaseState, event)
-    return check_image(state.request, config.image_settings(), clients.client("ecr")).to_json()
+    return check_image(state.request, config.image_settings(), clients.ecr()).to_json()

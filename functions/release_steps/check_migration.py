@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
@@ -25,6 +25,9 @@ from release_steps.migration_log import last_event, parse_lines
 from release_steps.models import MigrationStepInput, MigrationTask, PlannedMigration
 from release_steps.observability import logger, parse_event, step
 from release_steps.timeutil import next_poll_seconds, parse_iso, seconds_between, to_iso, utc_now
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
 
 STEP_NAME = "Check migration task"
 LOG_TAIL_MAX_CHARS = 4000  # keeps the error (and the Step Functions cause) readable and well under its limits
@@ -48,7 +51,7 @@ class LogTail:
     problem: str | None = None
 
 
-def read_log_tail(logs: Any, location: LogLocation | None, container: str, lines: int) -> LogTail:
+def read_log_tail(logs: CloudWatchLogsClient, location: LogLocation | None, container: str, lines: int) -> LogTail:
     """The last ``lines`` messages of a container's log stream, or why they are unavailable (never raises)."""
     if lines == 0:
         return LogTail([], "", "log tail off (MIGRATION_LOG_TAIL_LINES=0)")
@@ -73,7 +76,7 @@ def read_log_tail(logs: Any, location: LogLocation | None, container: str, lines
     return LogTail(messages, where)
 
 
-def log_tail(logs: Any, location: LogLocation | None, container: str, lines: int) -> str:
+def log_tail(logs: CloudWatchLogsClient, location: LogLocation | None, container: str, lines: int) -> str:
     """The last ``lines`` lines of a container's log stream on one line, or why they are unavailable (never raises)."""
     tail = read_log_tail(logs, location, container, lines)
     if tail.problem:
@@ -120,7 +123,7 @@ def runner_cause(tail: LogTail) -> str | None:
     return cause
 
 
-def failure_message(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: Any) -> str:
+def failure_message(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: CloudWatchLogsClient) -> str:
     """One line: the runner's failure line when the log has one (file, statement, SQLSTATE, message), then the exit
     code, stop code and reasons of the migration container, then the log tail (raw only without a failure line)."""
     name = settings.migration_container_name
@@ -157,7 +160,9 @@ def failure_message(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: 
     return f"{task_part.replace(': ', ' failed: ', 1)}"
 
 
-def read_plan(logs: Any, location: LogLocation | None) -> tuple[list[PlannedMigration] | None, str | None]:
+def read_plan(
+    logs: CloudWatchLogsClient, location: LogLocation | None
+) -> tuple[list[PlannedMigration] | None, str | None]:
     """The runner's ``plan_file`` events (marked applied by ``migration_applied``) from the container's log stream.
 
     The log is the channel because it is the runner's only output ECS keeps: a task's exit code is all DescribeTasks
@@ -169,12 +174,14 @@ def read_plan(logs: Any, location: LogLocation | None) -> tuple[list[PlannedMigr
     token: str | None = None
     try:
         for _ in range(PLAN_LOG_MAX_PAGES):
-            page = logs.get_log_events(
-                logGroupName=location.group,
-                logStreamName=location.stream,
-                startFromHead=True,
-                **({"nextToken": token} if token else {}),
-            )
+            if token:
+                page = logs.get_log_events(
+                    logGroupName=location.group, logStreamName=location.stream, startFromHead=True, nextToken=token
+                )
+            else:
+                page = logs.get_log_events(
+                    logGroupName=location.group, logStreamName=location.stream, startFromHead=True
+                )
             messages += [str(event.get("message", "")) for event in page.get("events") or []]
             if not page.get("events") or page.get("nextForwardToken") in (None, token):
                 break
@@ -197,7 +204,7 @@ def read_plan(logs: Any, location: LogLocation | None) -> tuple[list[PlannedMigr
     return list(planned.values()), None
 
 
-def _plan_of(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: Any) -> dict[str, Any]:
+def _plan_of(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: CloudWatchLogsClient) -> dict[str, Any]:
     try:
         location = ecs.describe_task_definition(task.task_definition_arn).log_location(
             settings.migration_container_name, task.id
@@ -210,7 +217,11 @@ def _plan_of(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: Any) ->
 
 
 def check_migration(
-    state: MigrationStepInput, settings: EcsSettings, ecs: EcsClient, logs: Any, now: datetime | None = None
+    state: MigrationStepInput,
+    settings: EcsSettings,
+    ecs: EcsClient,
+    logs: CloudWatchLogsClient,
+    now: datetime | None = None,
 ) -> MigrationTask:
     """Judge the migration task once; ``done`` true on success, a named error on failure or timeout."""
     migration = state.migration
@@ -267,5 +278,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Check migration task."""
     state = parse_event(MigrationStepInput, event)
     settings = config.ecs_settings()
-    ecs = EcsClient(clients.client("ecs"), settings.cluster)
-    return check_migration(state, settings, ecs, clients.client("logs")).to_json()
+    ecs = EcsClient(clients.ecs(), settings.cluster)
+    return check_migration(state, settings, ecs, clients.logs()).to_json()

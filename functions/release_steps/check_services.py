@@ -149,4 +149,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Check services."""
     state = parse_event(RolloutStepInput, event)
     settings = config.ecs_settings()
-    return check_services(state, settings, EcsClient(clients.client("ecs"), settings.cluster)).to_json()
+    return check_services(state, settings, EcsClient(clients.ecs(), settings.cluster)).to_json()

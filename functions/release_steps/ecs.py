@@ -9,18 +9,31 @@ missing cluster into ``ConfigurationError`` (the cluster comes from the stack's 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from botocore import xform_name
 from botocore.exceptions import ClientError
 
 from release_steps.aws_errors import error_code, error_message, is_throttling, throttling_error
-from release_steps.errors import ConfigurationError, DeployflowError
+from release_steps.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_ecs.type_defs import (
+        ContainerDefinitionOutputTypeDef,
+        ContainerTypeDef,
+        DeploymentTypeDef,
+        FailureTypeDef,
+        ServiceTypeDef,
+        TagTypeDef,
+        TaskDefinitionTypeDef,
+        TaskTypeDef,
+    )
 
 TaskPhase = Literal["PENDING", "RUNNING", "STOPPED"]
 
@@ -48,8 +61,8 @@ def _timestamp(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else 0.0
 
 
-def _tags(raw: Any) -> dict[str, str]:
-    return {str(tag["key"]): str(tag.get("value", "")) for tag in raw or [] if "key" in tag}
+def _tags(raw: Sequence[TagTypeDef] | None) -> dict[str, str]:
+    return {tag["key"]: tag.get("value", "") for tag in raw or [] if "key" in tag}
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ class EcsFailure:
     detail: str | None = None
 
     @classmethod
-    def from_response(cls, data: Mapping[str, Any]) -> EcsFailure:
+    def from_response(cls, data: FailureTypeDef) -> EcsFailure:
         reason = str(data.get("reason") or "unknown")
         return cls(_str_or_none(data.get("arn")), reason, _str_or_none(data.get("detail")))
 
@@ -79,7 +92,7 @@ class EcsFailure:
 class EcsContainer:
     """One container of a described task."""
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    def __init__(self, data: ContainerTypeDef) -> None:
         self.name = str(data.get("name", ""))
         self.image = _str_or_none(data.get("image"))
         self.last_status = _str_or_none(data.get("lastStatus"))
@@ -90,7 +103,7 @@ class EcsContainer:
 class EcsTask:
     """A described ECS task; ``has_completed`` judges one named container (sidecars don't count)."""
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    def __init__(self, data: TaskTypeDef) -> None:
         self.data = data
         self.arn = str(data["taskArn"])
         self.id = self.arn.rsplit("/", 1)[-1]
@@ -141,7 +154,7 @@ class LogLocation:
 class EcsTaskDefinition:
     """A described task definition revision (with its tags)."""
 
-    def __init__(self, data: Mapping[str, Any], tags: Sequence[Mapping[str, Any]] | None = None) -> None:
+    def __init__(self, data: TaskDefinitionTypeDef, tags: Sequence[TagTypeDef] | None = None) -> None:
         self.data = data
         self.arn = str(data["taskDefinitionArn"])
         self.family = str(data.get("family", ""))
@@ -153,15 +166,15 @@ class EcsTaskDefinition:
     def container_names(self) -> list[str]:
         return [str(c.get("name")) for c in self.data.get("containerDefinitions") or []]
 
-    def container(self, name: str) -> Mapping[str, Any] | None:
+    def container(self, name: str) -> ContainerDefinitionOutputTypeDef | None:
         return next((c for c in self.data.get("containerDefinitions") or [] if c.get("name") == name), None)
 
     def log_location(self, container_name: str, task_id: str) -> LogLocation | None:
         """The CloudWatch stream of a container of a task: ``<prefix>/<container>/<task-id>`` (awslogs driver)."""
         container = self.container(container_name)
-        config = (container or {}).get("logConfiguration") or {}
-        options = config.get("options") or {}
-        if config.get("logDriver") != "awslogs" or not options.get("awslogs-group"):
+        config = container.get("logConfiguration") if container else None
+        options = (config.get("options") if config else None) or {}
+        if config is None or config.get("logDriver") != "awslogs" or not options.get("awslogs-group"):
             return None
         prefix = options.get("awslogs-stream-prefix")
         stream = f"{prefix}/{container_name}/{task_id}" if prefix else None
@@ -176,7 +189,7 @@ class EcsTaskDefinition:
         fields (``taskDefinitionArn``, ``revision``, ``status``, ``compatibilities``, ``requiresAttributes``,
         ``registeredAt``, ...) that the API rejects.
         """
-        registration = {k: copy.deepcopy(v) for k, v in self.data.items() if k in registrable_fields}
+        registration: dict[str, Any] = {k: copy.deepcopy(v) for k, v in self.data.items() if k in registrable_fields}
         for container in registration.get("containerDefinitions") or []:
             if container.get("name") == container_name:
                 container["image"] = image
@@ -188,7 +201,7 @@ class EcsTaskDefinition:
 class EcsDeployment:
     """One deployment of a service (ECS deployment controller)."""
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    def __init__(self, data: DeploymentTypeDef) -> None:
         self.id = str(data.get("id", ""))
         self.status = _str_or_none(data.get("status"))
         self.rollout_state = _str_or_none(data.get("rolloutState"))
@@ -215,7 +228,7 @@ class EcsDeployment:
 class EcsService:
     """A described service."""
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    def __init__(self, data: ServiceTypeDef) -> None:
         self.data = data
         self.name = str(data.get("serviceName", ""))
         self.arn = str(data.get("serviceArn", ""))
@@ -223,7 +236,8 @@ class EcsService:
         self.task_definition = _str_or_none(data.get("taskDefinition"))
         self.running_count = _int_or_none(data.get("runningCount"))
         self.desired_count = _int_or_none(data.get("desiredCount"))
-        self.deployment_controller = str((data.get("deploymentController") or {}).get("type") or "ECS")
+        controller = data.get("deploymentController")
+        self.deployment_controller = str((controller.get("type") if controller else None) or "ECS")
         self.deployments = [EcsDeployment(d) for d in data.get("deployments") or []]
 
     @property
@@ -233,8 +247,9 @@ class EcsService:
     @property
     def circuit_breaker_enabled(self) -> bool:
         """The deployment circuit breaker is on: a failing rollout is stopped (and rolled back) by ECS itself."""
-        configuration = self.data.get("deploymentConfiguration") or {}
-        return bool((configuration.get("deploymentCircuitBreaker") or {}).get("enable"))
+        configuration = self.data.get("deploymentConfiguration")
+        breaker = configuration.get("deploymentCircuitBreaker") if configuration else None
+        return bool(breaker and breaker.get("enable"))
 
     @property
     def primary_deployment(self) -> EcsDeployment | None:
@@ -271,74 +286,65 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 class EcsClient:
     """The ECS calls the steps make, against one cluster."""
 
-    def __init__(self, client: Any, cluster: str) -> None:
+    def __init__(self, client: ECSClient, cluster: str) -> None:
         self.client = client
         self.cluster = cluster
 
     # --- plumbing ---------------------------------------------------------------------------------------------
 
-    def _translate(self, error: ClientError, operation: str) -> DeployflowError | None:
-        if is_throttling(error):
-            return throttling_error(error, f"ecs:{operation}")
-        if error_code(error) == "ClusterNotFoundException":
-            return ConfigurationError(
-                f"ECS cluster {self.cluster!r} (ECS_CLUSTER) was not found: {error_message(error)}"
-            )
-        return None
-
-    def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        """One ECS API call by its API name (``RunTask``); errors translated as described in the module docstring."""
+    @contextlib.contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        """Errors of one ECS call (by its API name, ``RunTask``) translated as described in the module docstring."""
         try:
-            response: dict[str, Any] = getattr(self.client, xform_name(operation))(**kwargs)
+            yield
         except ClientError as e:
-            translated = self._translate(e, operation)
-            if translated is None:
-                raise
-            raise translated from e
-        return response
-
-    def paginate(self, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every page of a paginated ECS call."""
-        try:
-            yield from self.client.get_paginator(xform_name(operation)).paginate(**kwargs)
-        except ClientError as e:
-            translated = self._translate(e, operation)
-            if translated is None:
-                raise
-            raise translated from e
+            if is_throttling(e):
+                raise throttling_error(e, f"ecs:{operation}") from e
+            if error_code(e) == "ClusterNotFoundException":
+                raise ConfigurationError(
+                    f"ECS cluster {self.cluster!r} (ECS_CLUSTER) was not found: {error_message(e)}"
+                ) from e
+            raise
 
     @property
     def registrable_task_definition_fields(self) -> frozenset[str]:
         """The members RegisterTaskDefinition accepts, from the SDK's own service model."""
         shape = self.client.meta.service_model.operation_model("RegisterTaskDefinition").input_shape
-        return frozenset(shape.members)
+        return frozenset(shape.members) if shape is not None else frozenset()
 
     # --- task definitions -------------------------------------------------------------------------------------
 
     def latest_task_definition(self, family: str) -> EcsTaskDefinition | None:
         """The latest ACTIVE revision of a family, or None when the family has none."""
         revisions: list[tuple[int, str]] = []
-        for page in self.paginate("ListTaskDefinitions", familyPrefix=family, status="ACTIVE", sort="DESC"):
-            for arn in page.get("taskDefinitionArns", []):
-                parsed = task_definition_revision(arn)
-                if parsed and parsed[0] == family:
-                    revisions.append((parsed[1], arn))
+        with self._errors("ListTaskDefinitions"):
+            pages = self.client.get_paginator("list_task_definitions").paginate(
+                familyPrefix=family, status="ACTIVE", sort="DESC"
+            )
+            for page in pages:
+                for arn in page.get("taskDefinitionArns", []):
+                    parsed = task_definition_revision(arn)
+                    if parsed and parsed[0] == family:
+                        revisions.append((parsed[1], arn))
         if not revisions:
             return None
         return self.describe_task_definition(max(revisions)[1])
 
     def describe_task_definition(self, arn: str) -> EcsTaskDefinition:
-        response = self.call("DescribeTaskDefinition", taskDefinition=arn, include=["TAGS"])
+        with self._errors("DescribeTaskDefinition"):
+            response = self.client.describe_task_definition(taskDefinition=arn, include=["TAGS"])
         return EcsTaskDefinition(response["taskDefinition"], response.get("tags"))
 
     def register_task_definition(self, registration: Mapping[str, Any]) -> EcsTaskDefinition:
-        response = self.call("RegisterTaskDefinition", **registration)
+        with self._errors("RegisterTaskDefinition"):
+            response = self.client.register_task_definition(**registration)
         return EcsTaskDefinition(response["taskDefinition"], response.get("tags"))
 
     # --- tasks ------------------------------------------------------------------------------------------------
 
     def run_task(self, **params: Any) -> RunTaskResult:
-        response = self.call("RunTask", cluster=self.cluster, **params)
+        with self._errors("RunTask"):
+            response = self.client.run_task(cluster=self.cluster, **params)
         return RunTaskResult(
             tasks=[EcsTask(t) for t in response.get("tasks") or []],
             failures=[EcsFailure.from_response(f) for f in response.get("failures") or []],
@@ -347,9 +353,12 @@ class EcsClient:
     def describe_tasks(self, arns: Sequence[str], include_tags: bool = False) -> list[EcsTask]:
         """Described tasks, in batches; unknown ARNs are simply absent from the result."""
         tasks: list[EcsTask] = []
-        extra: dict[str, Any] = {"include": ["TAGS"]} if include_tags else {}
         for batch in _chunks(list(dict.fromkeys(arns)), _DESCRIBE_TASKS_BATCH):
-            response = self.call("DescribeTasks", cluster=self.cluster, tasks=list(batch), **extra)
+            with self._errors("DescribeTasks"):
+                if include_tags:
+                    response = self.client.describe_tasks(cluster=self.cluster, tasks=batch, include=["TAGS"])
+                else:
+                    response = self.client.describe_tasks(cluster=self.cluster, tasks=batch)
             tasks.extend(EcsTask(t) for t in response.get("tasks") or [])
         return tasks
 
@@ -359,9 +368,14 @@ class EcsClient:
     def find_tasks(self, family: str, started_by: str, tag_key: str, tag_value: str) -> list[EcsTask]:
         """Running and recently stopped tasks of a family started by ``started_by`` and carrying the tag."""
         arns: list[str] = []
-        for desired_status in ("RUNNING", "STOPPED"):
-            for page in self.paginate("ListTasks", cluster=self.cluster, family=family, desiredStatus=desired_status):
-                arns.extend(page.get("taskArns", []))
+        statuses: tuple[Literal["RUNNING", "STOPPED"], ...] = ("RUNNING", "STOPPED")
+        with self._errors("ListTasks"):
+            for desired_status in statuses:
+                pages = self.client.get_paginator("list_tasks").paginate(
+                    cluster=self.cluster, family=family, desiredStatus=desired_status
+                )
+                for page in pages:
+                    arns.extend(page.get("taskArns", []))
         if not arns:
             return []
         return [
@@ -371,13 +385,15 @@ class EcsClient:
         ]
 
     def stop_task(self, arn: str, reason: str) -> None:
-        self.call("StopTask", cluster=self.cluster, task=arn, reason=reason[:255])
+        with self._errors("StopTask"):
+            self.client.stop_task(cluster=self.cluster, task=arn, reason=reason[:255])
 
     def stopped_service_tasks(self, service_name: str, deployment_id: str, limit: int) -> list[EcsTask]:
         """Up to ``limit`` stopped tasks a service deployment started (ECS sets ``startedBy`` to the deployment id)."""
-        response = self.call(
-            "ListTasks", cluster=self.cluster, serviceName=service_name, desiredStatus="STOPPED", maxResults=100
-        )
+        with self._errors("ListTasks"):
+            response = self.client.list_tasks(
+                cluster=self.cluster, serviceName=service_name, desiredStatus="STOPPED", maxResults=100
+            )
         arns = response.get("taskArns") or []
         if not arns:
             return []
@@ -392,7 +408,8 @@ class EcsClient:
         services: dict[str, EcsService] = {}
         failures: list[EcsFailure] = []
         for batch in _chunks(list(dict.fromkeys(names)), _DESCRIBE_SERVICES_BATCH):
-            response = self.call("DescribeServices", cluster=self.cluster, services=list(batch))
+            with self._errors("DescribeServices"):
+                response = self.client.describe_services(cluster=self.cluster, services=batch)
             for data in response.get("services") or []:
                 service = EcsService(data)
                 services[service.name] = service
@@ -400,5 +417,6 @@ class EcsClient:
         return services, failures
 
     def force_new_deployment(self, service_name: str) -> EcsService:
-        response = self.call("UpdateService", cluster=self.cluster, service=service_name, forceNewDeployment=True)
+        with self._errors("UpdateService"):
+            response = self.client.update_service(cluster=self.cluster, service=service_name, forceNewDeployment=True)
         return EcsService(response["service"])

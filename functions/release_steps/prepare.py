@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
@@ -27,6 +27,10 @@ from release_steps.models import (
 from release_steps.observability import logger, parse_event, step
 from release_steps.preflight import preflight
 from release_steps.timeutil import parse_iso, to_iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_stepfunctions.type_defs import ExecutionListItemTypeDef
 
 STEP_NAME = "Validate release request"
 
@@ -71,8 +75,8 @@ def _to_millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def _running_executions(execution: ExecutionContext, sfn: Any) -> list[dict[str, Any]]:
-    running: list[dict[str, Any]] = []
+def _running_executions(execution: ExecutionContext, sfn: SFNClient) -> list[ExecutionListItemTypeDef]:
+    running: list[ExecutionListItemTypeDef] = []
     with translate_throttling("states:ListExecutions"):
         try:
             paginator = sfn.get_paginator("list_executions")
@@ -88,7 +92,7 @@ def _running_executions(execution: ExecutionContext, sfn: Any) -> list[dict[str,
     return running
 
 
-def ensure_no_other_release(execution: ExecutionContext, sfn: Any) -> None:
+def ensure_no_other_release(execution: ExecutionContext, sfn: SFNClient) -> None:
     """Refuse when another RUNNING execution of this state machine started first (a tie goes to the lower name).
 
     Of two simultaneous starts exactly one proceeds: each sees the other, and only the later (or, at the same
@@ -123,7 +127,7 @@ def ensure_no_other_release(execution: ExecutionContext, sfn: Any) -> None:
 
 
 def prepare(
-    event: PrepareEvent, settings: ReleaseSettings, sfn: Any, ecs_settings: EcsSettings, ecs: EcsClient
+    event: PrepareEvent, settings: ReleaseSettings, sfn: SFNClient, ecs_settings: EcsSettings, ecs: EcsClient
 ) -> ReleaseState:
     """Validate the request first (bad input touches nothing), make sure no other release is running, then check
     that what the release will touch exists (preflight) before any step changes anything."""
@@ -146,7 +150,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Validate release request."""
     prepare_event = parse_event(PrepareEvent, event, "release step input")
     ecs_settings = config.ecs_settings()
-    ecs = EcsClient(clients.client("ecs"), ecs_settings.cluster)
-    return prepare(
-        prepare_event, config.release_settings(), clients.client("stepfunctions"), ecs_settings, ecs
-    ).to_json()
+    ecs = EcsClient(clients.ecs(), ecs_settings.cluster)
+    return prepare(prepare_event, config.release_settings(), clients.stepfunctions(), ecs_settings, ecs).to_json()

@@ -108,4 +108,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Restart services."""
     state = parse_event(ReleaseState, event)
     settings = config.ecs_settings()
-    return restart_services(state, settings, EcsClient(clients.client("ecs"), settings.cluster)).to_json()
+    return restart_services(state, settings, EcsClient(clients.ecs(), settings.cluster)).to_json()

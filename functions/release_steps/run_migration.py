@@ -186,5 +186,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Run migration task."""
     state = parse_event(ImageStepInput, event)
     settings = config.ecs_settings()
-    ecs = EcsClient(clients.client("ecs"), settings.cluster)
+    ecs = EcsClient(clients.ecs(), settings.cluster)
     return run_migration(state, settings, ecs, attempt=context.aws_request_id).to_json()

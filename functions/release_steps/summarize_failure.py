@@ -128,7 +128,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if state.migration is not None or state.rollout is not None:
         try:
             settings = config.ecs_settings()
-            ecs = EcsClient(clients.client("ecs"), settings.cluster)
+            ecs = EcsClient(clients.ecs(), settings.cluster)
         except Exception as e:
             notes.append(f"ECS not re-read ({type(e).__name__}); sections shown as last recorded")
         else:

@@ -6,12 +6,15 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from deployflow.local.aws import LocalAws, create_function
 from tests.fixtures.executions import execution_history, wait_for_execution
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions.type_defs import HistoryEventTypeDef
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/deployflow-canary"
 
@@ -21,7 +24,7 @@ class Run:
     """An execution that ended: its description and its history."""
 
     description: dict[str, Any]
-    events: list[dict[str, Any]]
+    events: list[HistoryEventTypeDef]
 
     @property
     def status(self) -> str:
@@ -31,7 +34,7 @@ class Run:
     def output(self) -> Any:
         return json.loads(self.description["output"]) if "output" in self.description else None
 
-    def of_type(self, event_type: str) -> list[dict[str, Any]]:
+    def of_type(self, event_type: str) -> list[HistoryEventTypeDef]:
         return [e for e in self.events if e["type"] == event_type]
 
     def explain(self) -> str:

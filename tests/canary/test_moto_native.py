@@ -17,6 +17,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from deployflow.local.aws import LocalService
+
 ROLE = "arn:aws:iam::123456789012:role/r"
 
 
@@ -26,7 +28,7 @@ def native(aws_credentials: None) -> Iterator[None]:
         yield
 
 
-def _client(service: str) -> Any:
+def _client(service: LocalService) -> Any:
     return boto3.client(service, region_name="us-east-1")
 
 

@@ -12,10 +12,13 @@ import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from release_steps.timeutil import to_iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
 
 ACCOUNT = "123456789012"  # moto's default account; the events/*.json files use it too
 REGION = "us-east-1"
@@ -70,7 +73,7 @@ class ReleaseWorld:
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         ec2 = boto3.client("ec2", region_name=REGION)
         default_vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-        vpc_filter = [{"Name": "vpc-id", "Values": [default_vpc]}]
+        vpc_filter: list[FilterTypeDef] = [{"Name": "vpc-id", "Values": [default_vpc]}]
         self.subnet_id = ec2.describe_subnets(Filters=vpc_filter)["Subnets"][0]["SubnetId"]
         self.security_group_id = ec2.describe_security_groups(Filters=vpc_filter)["SecurityGroups"][0]["GroupId"]
 

@@ -304,7 +304,7 @@ def test_given_enhanced_findings_on_several_pages_when_checked_then_every_page_i
         stubber.add_response(
             "describe_image_scan_findings", response, {"repositoryName": REPOSITORY, "imageId": image_id, **params}
         )
-    monkeypatch.setattr(clients, "client", functools.cache(lambda name: ecr))  # the teardown clears it
+    monkeypatch.setattr(clients, "ecr", functools.cache(lambda: ecr))  # the teardown clears it
 
     with stubber, pytest.raises(ImageVulnerableError) as raised:
         invoke(release_context)

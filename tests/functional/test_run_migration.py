@@ -7,7 +7,7 @@ import json
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -33,6 +33,9 @@ from tests.functional.release_world import (
     ReleaseWorld,
     load_event,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import DescribeTaskDefinitionResponseTypeDef
 
 # Fields ECS fills in on registration; everything else of a copied revision must be identical.
 READ_ONLY_FIELDS = {"taskDefinitionArn", "revision", "status", "registeredAt", "registeredBy", "requiresAttributes"}
@@ -61,9 +64,8 @@ def invoke(event: dict[str, Any], context: Any) -> MigrationTask:
     return MigrationTask.model_validate(run_migration.lambda_handler(event, context))
 
 
-def describe(world: ReleaseWorld, arn: str) -> dict[str, Any]:
-    described: dict[str, Any] = world.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
-    return described
+def describe(world: ReleaseWorld, arn: str) -> DescribeTaskDefinitionResponseTypeDef:
+    return world.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
 
 
 def capture_run_task() -> list[dict[str, Any]]:
@@ -73,7 +75,7 @@ def capture_run_task() -> list[dict[str, Any]]:
     def record(params: dict[str, Any], **kwargs: Any) -> None:
         sent.append(json.loads(json.dumps(params)))
 
-    clients.client("ecs").meta.events.register("provide-client-params.ecs.RunTask", record)
+    clients.ecs().meta.events.register("provide-client-params.ecs.RunTask", record)
     return sent
 
 
@@ -113,8 +115,8 @@ def test_given_a_revision_with_another_image_when_run_then_a_copy_with_the_new_i
     new_containers = {c["name"]: c for c in new["taskDefinition"]["containerDefinitions"]}
     assert new_containers[CONTAINER]["image"] == new_image(event)
     assert new_containers[SIDECAR]["image"] == world.migration_containers(OLD_IMAGE)[1]["image"], "sidecar untouched"
-    old_copy = {k: v for k, v in old["taskDefinition"].items() if k not in READ_ONLY_FIELDS}
-    new_copy = {k: v for k, v in new["taskDefinition"].items() if k not in READ_ONLY_FIELDS}
+    old_copy: dict[str, Any] = {k: v for k, v in old["taskDefinition"].items() if k not in READ_ONLY_FIELDS}
+    new_copy: dict[str, Any] = {k: v for k, v in new["taskDefinition"].items() if k not in READ_ONLY_FIELDS}
     old_copy["containerDefinitions"][0]["image"] = new_image(event)
     assert new_copy == old_copy, "everything but the migration image is copied"
     assert new["tags"] == old["tags"], "tags are copied"

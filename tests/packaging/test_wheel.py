@@ -101,8 +101,13 @@ def moto_endpoint() -> Iterator[str]:
 def test_given_the_wheel_without_extras_when_started_against_an_endpoint_then_the_execution_has_the_release_input(
     installed: Path, tmp_path: Path, moto_endpoint: str
 ) -> None:
-    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "eu-west-1"}
-    sfn = boto3.client("stepfunctions", endpoint_url=moto_endpoint, **credentials)
+    sfn = boto3.client(
+        "stepfunctions",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="eu-west-1",
+    )
     machine = sfn.create_state_machine(
         name="deployflow-release",
         definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),

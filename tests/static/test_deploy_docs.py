@@ -35,6 +35,7 @@ def test_given_an_example_filled_in_then_it_is_valid_register_task_definition_in
         .input_shape
     )
 
+    assert shape is not None
     report = ParamValidator().validate(definition, shape)
 
     assert not report.has_errors(), report.generate_report()

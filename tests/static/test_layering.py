@@ -90,3 +90,36 @@ def test_given_the_modules_the_cli_shares_when_read_then_they_are_pure() -> None
             assert name.split(".")[0] in allowed, f"{module}:{line} imports {name}: the CLI's share must stay pure"
             if name.startswith("release_steps."):
                 assert name in shared or name.rsplit(".", 1)[0] in shared, f"{module}:{line} imports {name}"
+
+
+def _runtime_imports(path: Path) -> Iterator[tuple[int, str]]:
+    """The imports of ``path`` that run: all but those inside an ``if TYPE_CHECKING:`` block."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+
+
+@pytest.mark.parametrize("package", [FUNCTIONS, REPO_ROOT / "deployflow"], ids=lambda p: p.name)
+def test_given_the_shipped_code_when_its_imports_are_read_then_the_boto3_stubs_are_for_the_type_checker_only(
+    package: Path,
+) -> None:
+    # The stubs are deployflow[dev]: neither the Lambda asset (functions/requirements.txt) nor the CLI's wheel has them.
+    offending = [
+        f"{path.relative_to(REPO_ROOT)}:{line}: imports {name} outside `if TYPE_CHECKING:`"
+        for path in sorted(package.rglob("*.py"))
+        for line, name in _runtime_imports(path)
+        if name.split(".")[0].startswith(("mypy_boto3_", "types_boto3_", "botocore_stubs", "boto3_stubs"))
+    ]
+    assert not offending, "\n".join(offending)

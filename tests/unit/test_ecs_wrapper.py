@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from release_steps.ecs import (
@@ -15,11 +15,15 @@ from release_steps.ecs import (
     task_definition_revision,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.literals import LogDriverType
+    from mypy_boto3_ecs.type_defs import ContainerDefinitionOutputTypeDef, ContainerTypeDef, FailureTypeDef
+
 TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/alerting/0f3c5e9a8b7d4c2e9f1a6b5c4d3e2f10"
 TD_ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/deployflow-migrate:42"
 
 
-def task(last_status: str, containers: list[dict[str, Any]] | None = None) -> EcsTask:
+def task(last_status: str, containers: list[ContainerTypeDef] | None = None) -> EcsTask:
     return EcsTask({"taskArn": TASK_ARN, "lastStatus": last_status, "containers": containers or []})
 
 
@@ -38,7 +42,10 @@ def task(last_status: str, containers: list[dict[str, Any]] | None = None) -> Ec
 def test_given_a_run_task_failure_when_classified_then_only_placement_shortages_are_capacity(
     reason: str, detail: str | None, capacity: bool
 ) -> None:
-    assert EcsFailure.from_response({"arn": "arn", "reason": reason, "detail": detail}).is_capacity is capacity
+    failure: FailureTypeDef = {"arn": "arn", "reason": reason}
+    if detail is not None:
+        failure["detail"] = detail
+    assert EcsFailure.from_response(failure).is_capacity is capacity
 
 
 @pytest.mark.parametrize(
@@ -69,7 +76,7 @@ def test_given_a_stopped_task_when_judged_then_only_the_named_container_counts()
 
 @pytest.mark.parametrize("containers", [[{"name": "migrate"}], [{"name": "migrate", "exitCode": 3}], []])
 def test_given_a_stopped_task_without_a_zero_exit_when_judged_then_not_completed(
-    containers: list[dict[str, Any]],
+    containers: list[ContainerTypeDef],
 ) -> None:
     assert task("STOPPED", containers).is_stopped
     assert not task("STOPPED", containers).has_completed("migrate")
@@ -81,8 +88,8 @@ def test_given_a_running_task_when_judged_then_not_completed() -> None:
     assert not running.has_completed("migrate")
 
 
-def definition(log_options: dict[str, str] | None, driver: str = "awslogs") -> EcsTaskDefinition:
-    container: dict[str, Any] = {"name": "migrate", "image": "repo:old"}
+def definition(log_options: dict[str, str] | None, driver: LogDriverType = "awslogs") -> EcsTaskDefinition:
+    container: ContainerDefinitionOutputTypeDef = {"name": "migrate", "image": "repo:old"}
     if log_options is not None:
         container["logConfiguration"] = {"logDriver": driver, "options": log_options}
     return EcsTaskDefinition(
@@ -114,7 +121,7 @@ def test_given_awslogs_without_a_prefix_when_located_then_the_stream_is_unknown(
 
 
 @pytest.mark.parametrize(("options", "driver"), [(None, "awslogs"), ({"tag": "x"}, "fluentd"), ({}, "awslogs")])
-def test_given_no_awslogs_group_when_located_then_none(options: dict[str, str] | None, driver: str) -> None:
+def test_given_no_awslogs_group_when_located_then_none(options: dict[str, str] | None, driver: LogDriverType) -> None:
     assert definition(options, driver).log_location("migrate", "abc") is None
 
 
