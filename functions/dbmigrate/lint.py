@@ -5,8 +5,8 @@ A finding fails its file unless the file carries a waiver for that rule, a comme
     -- deployflow:allow ban-drop-column: column unused since 2026-10, service v41 no longer reads it
 
 A waiver names a rule of the pinned squawk (KNOWN_RULES) and gives a reason; anything else is refused when the file
-is parsed, before anything connects. squawk's own ``-- squawk-ignore`` comments are refused too: they would silence
-a finding without a reason the plan and the record can show.
+is parsed (``lint``, ``plan``; a run, for its pending files before the lock). squawk's own ``-- squawk-ignore``
+comments are refused too: they would silence a finding without a reason the plan and the record can show.
 """
 
 from __future__ import annotations

@@ -86,12 +86,12 @@ def plan(files: Sequence[MigrationFile], applied: Sequence[history.AppliedRow] |
 
 def pending(settings: Settings, *, log: EventSink = discard) -> tuple[MigrationFile, ...]:
     """The migrations a run would apply, read without the lock and without changing anything (--dry-run)."""
-    files = discover_migrations(settings.migrations_dir)
+    files = discover_migrations(settings.migrations_dir, parse=False)
     conn = connect(settings, log=log)
     try:
         conn.autocommit = True
         with database_errors(settings):
-            return plan(files, history.read_history(conn))
+            return tuple(migration.parsed() for migration in plan(files, history.read_history(conn)))
     finally:
         conn.close()
 
@@ -109,7 +109,8 @@ def _watch_the_client(conn: Connection, settings: Settings) -> None:
 def migrate(settings: Settings, *, log: EventSink = discard) -> MigrationReport:
     """Apply every pending migration of settings.migrations_dir; a fast read-only no-op at head."""
     started = time.monotonic()
-    files = discover_migrations(settings.migrations_dir)
+    # Parsed lazily: at head nothing is split (no pglast, no linter); what is pending is parsed before the lint.
+    files = discover_migrations(settings.migrations_dir, parse=False)
     log("migrate_started", target=settings.target, migrations_dir=str(settings.migrations_dir), files=len(files))
     conn = connect(settings, log=log)
     try:
@@ -122,6 +123,7 @@ def migrate(settings: Settings, *, log: EventSink = discard) -> MigrationReport:
             applied: list[AppliedMigration] = []
             if todo:
                 log("migrations_pending", files=[migration.filename for migration in todo])
+                todo = tuple(migration.parsed() for migration in todo)
                 _lint_before_applying(todo, conn, log)
                 _acquire_lock(conn, settings, log)
                 lock_taken = True

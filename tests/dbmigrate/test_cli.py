@@ -124,6 +124,19 @@ def test_given_edited_applied_file_when_run_then_exit_7_naming_the_file(postgres
     assert_failed(run_cli(env), ExitCode.HISTORY_MISMATCH, "checksum mismatch", INITIAL)
 
 
+def test_given_a_pending_file_that_does_not_parse_when_run_then_exit_3_naming_its_line_and_nothing_applied(
+    migrated_db, migrations_dir: Path, pg_conn
+):
+    # Files are parsed lazily (a run at head never loads the parser): a pending one is refused before the lock.
+    write(migrations_dir, "V0002__broken.sql", "ALTER TABLE clients ADD COLUMN note text;\nCREATE TABLE (;\n")
+
+    result = run_cli(cli_env(migrated_db, MIGRATIONS_DIR=str(migrations_dir)))
+
+    assert_failed(result, ExitCode.CONFIGURATION, "invalid migration file V0002__broken.sql", "at line 2")
+    assert "lock_acquired" not in {line["event"] for line in events(result)}
+    assert [row[0] for row in history_rows(pg_conn)] == [1]
+
+
 def test_given_failing_migration_when_run_then_exit_8_naming_file_statement_and_sqlstate(
     postgres_db, migrations_dir: Path
 ):

@@ -9,9 +9,9 @@ import sys
 
 import dbmigrate
 
-from tests.dbmigrate.conftest import REPO_ROOT
+from tests.dbmigrate.conftest import REPO_ROOT, SQL_DIR
 
-# Modules a plain migrate never uses: other commands' and the verifier's (the waivers of dbmigrate.lint it does use).
+# Modules a plain migrate never uses: other commands' and the verifier's.
 NOT_FOR_MIGRATE = (
     "dbmigrate.baseline",
     "dbmigrate.verify",
@@ -19,17 +19,20 @@ NOT_FOR_MIGRATE = (
     "dbmigrate.plan",
     "dbmigrate.catalog",
 )
+# Nor, at head (nothing pending, nothing to split or lint), the parser and the linter.
+NOT_AT_HEAD = (*NOT_FOR_MIGRATE, "dbmigrate.lint", "pglast")
 
 
-def loaded_after(code: str) -> set[str]:
-    """The dbmigrate modules a fresh interpreter holds after running ``code``."""
-    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith('dbmigrate'))))"
-    env = {
+def loaded_after(code: str, prefix: str = "dbmigrate", **env: str) -> set[str]:
+    """The modules (named from ``prefix``) a fresh interpreter holds after running ``code``."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith({prefix!r}))))"
+    environ = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "functions"), str(REPO_ROOT)]),
         "PYTHONDONTWRITEBYTECODE": "1",
+        **env,
     }
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=True)
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
@@ -38,6 +41,13 @@ def test_given_the_entry_point_and_the_runner_when_imported_then_no_other_comman
     loaded = loaded_after("import dbmigrate.__main__, dbmigrate.runner")
     assert "dbmigrate.runner" in loaded, "the probe must see the runner it imported"
     assert not loaded.intersection(NOT_FOR_MIGRATE), f"a plain migrate loads {sorted(loaded & set(NOT_FOR_MIGRATE))}"
+
+
+def test_given_a_database_at_head_when_migrate_runs_then_neither_the_parser_nor_the_linter_is_loaded(migrated_db):
+    code = "from dbmigrate.__main__ import main\nassert main(['migrate']) == 0"
+    loaded = loaded_after(code, prefix="", MIGRATIONS_DIR=str(SQL_DIR), **migrated_db.as_env())
+    assert "dbmigrate.runner" in loaded, "the probe must see the runner it ran"
+    assert not loaded.intersection(NOT_AT_HEAD), f"a migrate at head loads {sorted(loaded & set(NOT_AT_HEAD))}"
 
 
 def test_given_the_package_when_a_name_is_used_then_it_is_imported_on_first_use() -> None:
