@@ -37,8 +37,9 @@ demo: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
 	$(BIN)/deployflow local run --scenario happy
 
 # The SAM venv is a test dependency too: the local stack's Lambda runtime is the Runtime Interface Emulator binary
-# shipped inside the pinned aws-sam-cli wheel (deployflow/local/lambda_runtime.py finds it there).
-test: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
+# shipped inside the pinned aws-sam-cli wheel (deployflow/local/lambda_runtime.py finds it there). So is the AWS CLI's
+# (.venv-bench): tests/canary/test_sfn_redrive.py runs `aws stepfunctions redrive-execution` against the local server.
+test: system-deps kafka-jars $(STAMP) $(SAM_STAMP) $(BENCH_STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP) $(SAM_STAMP)

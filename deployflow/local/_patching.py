@@ -48,13 +48,35 @@ class AttributePatch:
         self._saved = _MISSING
 
 
+@dataclass
+class AttributeAddition:
+    """Add ``owner.name`` (an operation moto lacks) until reverted. Refuses when moto already has it: the seam would
+    hide moto's own implementation, so an upgrade that adds it fails loudly and the seam can go."""
+
+    owner: Any
+    name: str
+    value: Any
+
+    def apply(self) -> None:
+        if hasattr(self.owner, self.name):
+            raise SeamError(
+                f"{getattr(self.owner, '__name__', self.owner)!r} now has {self.name!r}: moto implements what this "
+                "local stack adds (moto is pinned in requirements-local.txt); re-read the seam before upgrading"
+            )
+        setattr(self.owner, self.name, self.value)
+
+    def revert(self) -> None:
+        if self.name in vars(self.owner):
+            delattr(self.owner, self.name)
+
+
 class PatchSet:
     """A named group of patches applied and reverted together; one group of a name may be installed at a time."""
 
-    def __init__(self, name: str, patches: Iterable[AttributePatch]) -> None:
+    def __init__(self, name: str, patches: Iterable[AttributePatch | AttributeAddition]) -> None:
         self.name = name
         self._patches = list(patches)
-        self._applied: list[AttributePatch] = []
+        self._applied: list[AttributePatch | AttributeAddition] = []
 
     @property
     def installed(self) -> bool:

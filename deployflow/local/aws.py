@@ -2,7 +2,7 @@
 
 Two modes, same backends, same seams - Lambda functions run in a Lambda runtime or in-process (lambda_seam), ECS
 tasks really run and services roll out (ecs_seam), Wait/Retry delays are scaled (timescale), interpreter fixes
-(sfn_seam):
+(sfn_seam), RedriveExecution (sfn_redrive):
 
 ``in-process`` (``mock_aws``)
   boto3 calls made in this process are intercepted by moto. For handler tests and fast workflow tests. Any
@@ -55,6 +55,7 @@ from deployflow.local._patching import AttributePatch, PatchSet
 from deployflow.local.cloudformation import CloudFormationFixes
 from deployflow.local.ecs_seam import EcsSeam
 from deployflow.local.lambda_seam import LambdaSeam
+from deployflow.local.sfn_redrive import RedriveSeam
 from deployflow.local.sfn_seam import InterpreterFixes, stop_running_executions
 from deployflow.local.timescale import TimeScale
 
@@ -145,6 +146,7 @@ class LocalAws:
         )
         self.time = TimeScale(self.config.time_scale)
         self.interpreter = InterpreterFixes()
+        self.redrive = RedriveSeam()
         self.cloudformation = CloudFormationFixes()
         self.endpoint_url: str | None = None
         self._started = False
@@ -168,7 +170,7 @@ class LocalAws:
         if self.config.quiet:
             self._quiet_loggers()
         try:
-            for seam in (self.lambdas, self.ecs, self.time, self.interpreter, self.cloudformation):
+            for seam in (self.lambdas, self.ecs, self.time, self.interpreter, self.redrive, self.cloudformation):
                 seam.install()
                 installed.append(seam)
             if self.mode == "in-process":
@@ -224,7 +226,7 @@ class LocalAws:
             self.ecs.shutdown()
         finally:
             self._stop_backend()
-            for seam in (self.cloudformation, self.interpreter, self.time, self.ecs, self.lambdas):
+            for seam in (self.cloudformation, self.redrive, self.interpreter, self.time, self.ecs, self.lambdas):
                 seam.uninstall()
             self._restore_loggers()
 

@@ -134,3 +134,11 @@ def whoami(event: Any, context: Any) -> dict[str, Any]:
     import sys
 
     return {"pid": os.getpid(), "python": sys.version.split()[0], "memory": context.memory_limit_in_mb}
+
+
+def gate(event: Any, context: Any) -> dict[str, Any]:
+    """Fail with DatabaseNotReadyError while the file ``event['gate']`` is missing (an outage an operator fixes by
+    creating it), else return the event with a mark: what a redrive resumes."""
+    if not os.path.exists(str(event["gate"])):
+        raise DatabaseNotReadyError(f"gate {event['gate']} closed")
+    return {**event, "passed": True}
