@@ -135,6 +135,17 @@ def _outcome_json(outcome: ExecutionOutcome) -> dict[str, Any]:
         "transitions": outcome.transitions,
         "lambdaInvocations": outcome.lambda_invocations,
         "states": [{"name": n, "visits": v, "seconds": round(s, 3)} for n, v, s in timings_table(outcome)],
+        "redriveCount": outcome.redrive_count,
+        "runs": [
+            {
+                "redrive": r.redrive,
+                "status": r.status,
+                "stoppedIn": r.stopped_in,
+                "error": r.error,
+                "seconds": r.seconds,
+            }
+            for r in outcome.runs
+        ],
         "record": outcome.output,
     }
 

@@ -32,12 +32,14 @@ class StateVisit:
     errors: list[tuple[str, str]] = field(default_factory=list)
     visit_number: int = 1
     output: str | None = None
+    stopped_at: datetime | None = None  # the execution ended while in this state (it never exited)
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.exited_at is None:
+        ended = self.exited_at or self.stopped_at
+        if ended is None:
             return None
-        return (self.exited_at - self.entered_at).total_seconds()
+        return (ended - self.entered_at).total_seconds()
 
     @property
     def retries(self) -> int:
@@ -50,8 +52,25 @@ class StateVisit:
 
 
 @dataclass
+class ExecutionRun:
+    """One run of an execution: from its start, or from a redrive, to the end event that stopped it."""
+
+    started_at: datetime
+    redrive: int = 0  # 0: the first run; n: the run the n-th redrive started
+    ended_at: datetime | None = None
+    status: str | None = None
+    error: str | None = None
+    stopped_in: str | None = None  # the state it stopped in (where a redrive resumes), if it stopped in one
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.ended_at is None else (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass
 class ProgressEvent:
-    """What the watcher saw happen: ``entered``, ``exited``, ``retry``, ``failed`` or ``finished``."""
+    """What the watcher saw happen: ``entered``, ``exited``, ``retry``, ``failed``, ``finished`` or ``redriven``; or
+    ``command``: a command the caller ran on the execution (a local scenario's redrive), to show where it happened."""
 
     kind: str
     visit: StateVisit | None = None
@@ -59,6 +78,8 @@ class ProgressEvent:
     cause: str | None = None
     status: str | None = None
     at: datetime | None = None  # the history event's time (a visit's own times are on the visit)
+    redrive: int | None = None  # ``redriven``: the redrive's number (redriveCount)
+    command: str | None = None  # ``command``: the command line
 
 
 @dataclass
@@ -76,6 +97,16 @@ class ExecutionOutcome:
     state_outputs: dict[str, str] = field(default_factory=dict)
     start_date: datetime | None = None
     stop_date: datetime | None = None
+    runs: list[ExecutionRun] = field(default_factory=list)
+    redrive_count: int = 0
+
+    @property
+    def running_seconds(self) -> float | None:
+        """How long it ran: the sum of its runs (the first, then one per redrive), not the pauses between them."""
+        seconds = [run.seconds for run in self.runs]
+        if not seconds or any(s is None for s in seconds):
+            return None
+        return sum(s for s in seconds if s is not None)
 
     @property
     def path(self) -> list[str]:
@@ -141,7 +172,12 @@ _EXECUTION_END_STATUSES = {
 
 
 class HistoryTracker:
-    """Turns history events, fed in order, into state visits and progress events."""
+    """Turns history events, fed in order, into state visits and progress events.
+
+    A redriven execution's history goes on after its end event: ``ExecutionRedriven``, then the events of the state it
+    stopped in (entered again: a new visit of that state) and of the states after it. Each run (the first, then one per
+    redrive) is in ``runs``; a state the execution stopped in gets ``stopped_at``, so its duration ends there.
+    """
 
     def __init__(self) -> None:
         self.visits: list[StateVisit] = []
@@ -151,6 +187,10 @@ class HistoryTracker:
         self._open: StateVisit | None = None
         self._counts: dict[str, int] = {}
         self.outputs: dict[str, str] = {}
+        self.runs: list[ExecutionRun] = []
+        self._resuming: StateVisit | None = (
+            None  # after ExecutionRedriven: the state it stopped in, until one is entered
+        )
 
     def feed(self, event: Mapping[str, Any]) -> Iterator[ProgressEvent]:
         """Consume one history event; yield what an operator should see."""
@@ -160,7 +200,10 @@ class HistoryTracker:
         self.seen_ids.add(event_id)
         etype: str = event.get("type", "")
         ts: datetime = event.get("timestamp") or datetime.now().astimezone()
+        if not self.runs and etype != "ExecutionRedriven":
+            self.runs.append(ExecutionRun(ts))
         if etype.endswith("StateEntered"):
+            self._resuming = None
             details = event.get("stateEnteredEventDetails", {})
             name = details.get("name", "?")
             self._counts[name] = self._counts.get(name, 0) + 1
@@ -182,6 +225,10 @@ class HistoryTracker:
         elif etype in _TASK_START_TYPES:
             if etype == "LambdaFunctionScheduled" or _is_lambda_task(event):
                 self.lambda_invocations += 1
+            if self._open is None and self._resuming is not None:
+                # A redrive that reschedules the stopped state's task without entering the state again: it goes on.
+                self._open, self._resuming = self._resuming, None
+                self._open.stopped_at = None
             if self._open is not None:
                 self._open.attempts += 1
                 if self._open.attempts > 1:
@@ -194,7 +241,21 @@ class HistoryTracker:
                 self._open.errors.append((error, cause))
             yield ProgressEvent("failed", self._open, error=error, cause=cause, at=ts)
         elif etype in _EXECUTION_END_STATUSES:
-            yield ProgressEvent("finished", status=_EXECUTION_END_STATUSES[etype], at=ts)
+            status = _EXECUTION_END_STATUSES[etype]
+            run = self.runs[-1]
+            run.ended_at, run.status = ts, status
+            details = event.get("executionFailedEventDetails") or {}
+            run.error = details.get("error") if isinstance(details.get("error"), str) else None
+            if self._open is not None:
+                self._open.stopped_at = ts
+                run.stopped_in = self._open.name
+                self._resuming, self._open = self._open, None
+            yield ProgressEvent("finished", status=status, at=ts)
+        elif etype == "ExecutionRedriven":
+            count = (event.get("executionRedrivenEventDetails") or {}).get("redriveCount")
+            redrive = int(count) if isinstance(count, int) else len(self.runs)
+            self.runs.append(ExecutionRun(ts, redrive=redrive))
+            yield ProgressEvent("redriven", at=ts, redrive=redrive)
 
 
 def _is_lambda_task(event: Mapping[str, Any]) -> bool:
@@ -220,9 +281,14 @@ def follow(
     on_event: Callable[[ProgressEvent], None] | None = None,
     poll_seconds: float = 0.5,
     timeout_seconds: float = 3600.0,
+    tracker: HistoryTracker | None = None,
 ) -> ExecutionOutcome:
-    """Poll an execution until it ends (bounded), reporting progress as it happens."""
-    tracker = HistoryTracker()
+    """Poll an execution until it ends (bounded), reporting progress as it happens.
+
+    ``tracker``: one that followed this execution before (e.g. up to its failure, before a redrive): what it saw is
+    not reported again, and the outcome covers the whole history.
+    """
+    tracker = tracker or HistoryTracker()
     deadline = time.monotonic() + timeout_seconds
     while True:
         description = sfn.describe_execution(executionArn=execution_arn)
@@ -262,10 +328,12 @@ def _outcome(
         output=parsed if isinstance(parsed, dict) else None,
         error=description.get("error"),
         cause=description.get("cause"),
-        visits=tracker.visits,
+        visits=list(tracker.visits),
         transitions=tracker.transitions,
         lambda_invocations=tracker.lambda_invocations,
         state_outputs=dict(tracker.outputs),
         start_date=description.get("startDate"),
         stop_date=description.get("stopDate"),
+        runs=list(tracker.runs),
+        redrive_count=int(description.get("redriveCount") or 0),
     )

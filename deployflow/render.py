@@ -14,12 +14,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from deployflow.progress import ExecutionOutcome, ProgressEvent, StateVisit
+from deployflow.progress import ExecutionOutcome, ExecutionRun, ProgressEvent, StateVisit
 
 # The wait loops: which part of the state holds the deadline, to draw how much of the bound is used.
 _LOOP_STATES = {"Check migration task": "migration", "Check services": "rollout"}
 _BAR_WIDTH = 20
-_MARKS = {"▶": "bold cyan", "✓": "green", "✗": "bold red", "↻": "yellow", "■": "bold", "⟲": "magenta"}
+_MARKS = {"▶": "bold cyan", "✓": "green", "✗": "bold red", "↻": "yellow", "■": "bold", "⟲": "magenta", "⤼": "bold cyan"}
 
 
 def _clock(moment: datetime | None) -> str:
@@ -134,6 +134,10 @@ class ProgressPrinter:
         elif event.kind == "finished":
             self._line(event.at, "■", f"execution {event.status}")
             self.close()
+        elif event.kind == "redriven":
+            self._line(event.at, "⤼", f"execution redriven (redrive {event.redrive}): resumes where it stopped")
+        elif event.kind == "command":
+            self._line(event.at, "$", event.command or "")
 
     def close(self) -> None:
         """Take the in-place line away (the watching ended, or an interrupt)."""
@@ -184,6 +188,8 @@ def aws_cli_options(region: str | None, profile: str | None, endpoint_url: str |
 
 
 def _took(outcome: ExecutionOutcome) -> float | None:
+    if len(outcome.runs) > 1:  # redriven: the time it ran, not the pause before each redrive
+        return outcome.running_seconds
     if outcome.start_date is not None and outcome.stop_date is not None:
         return (_utc(outcome.stop_date) - _utc(outcome.start_date)).total_seconds()
     first = outcome.visits[0].entered_at if outcome.visits else None
@@ -204,8 +210,13 @@ def outcome_report(outcome: ExecutionOutcome, aws_options: Sequence[str] = ()) -
     head = f"{outcome.status}{took_text}"
     if outcome.status != "SUCCEEDED":
         head = f"{outcome.status} at {outcome.failed_state or '(unknown state)'}{took_text}"
+    redrives = len(outcome.runs) - 1
+    if redrives > 0:
+        head += f", redriven {'once' if redrives == 1 else f'{redrives} times'}"
     lines.append(f"{head}: {outcome.transitions} state transitions, {outcome.lambda_invocations} Lambda invocations")
     lines.append(f"execution: {outcome.execution_arn}")
+    if redrives > 0:
+        lines.append("runs: " + "; ".join(_run_text(run) for run in outcome.runs))
     if outcome.status != "SUCCEEDED":
         visit = outcome.failed_visit
         if visit is not None and visit.attempts:
@@ -221,6 +232,15 @@ def outcome_report(outcome: ExecutionOutcome, aws_options: Sequence[str] = ()) -
         lines.append("")
         lines.append(summary)
     return "\n".join(lines)
+
+
+def _run_text(run: ExecutionRun) -> str:
+    """``redrive 1 14:02:40Z-14:02:42Z SUCCEEDED`` / ``first 14:02:07Z-14:02:12Z FAILED at X (Error)``."""
+    name = f"redrive {run.redrive}" if run.redrive else "first"
+    text = f"{name} {_clock(run.started_at)}-{_clock(run.ended_at) if run.ended_at else '…'} {run.status or 'RUNNING'}"
+    if run.status not in (None, "SUCCEEDED") and run.stopped_in:
+        text += f" at {run.stopped_in}"
+    return text + (f" ({run.error})" if run.error and run.status != "SUCCEEDED" else "")
 
 
 def timings_table(outcome: ExecutionOutcome) -> list[tuple[str, int, float]]:

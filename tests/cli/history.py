@@ -62,8 +62,8 @@ class History:
     def task(self, name: str, output: Any = None) -> History:
         return self.entered(name).lambda_attempt().exited(name, output)
 
-    def ended(self, event_type: str, **details: Any) -> History:
-        self._add(event_type, seconds=0.1, **details)
+    def ended(self, event_type: str, seconds: float = 0.1, **details: Any) -> History:
+        self._add(event_type, seconds=seconds, **details)
         return self
 
 
@@ -74,3 +74,19 @@ def rollout_output(deadline_seconds: float, checks: int) -> dict[str, Any]:
         "execution": {"startTime": EXECUTION_START},
         "rollout": {"services": [], "done": checks > 1, "deadline": deadline, "checks": checks},
     }
+
+
+def kafka_outage_then_redrive(*, fails_again: bool = False) -> History:
+    """Create Kafka topics fails its four attempts (uncaught: the execution stops there), then a redrive enters it
+    again: it succeeds and the release goes on, or (``fails_again``) it fails twice more."""
+    history = History().started().task("Verify schema").entered("Create Kafka topics")
+    for _ in range(4):
+        history.lambda_attempt("KafkaUnreachableError", "no broker answered")
+    history.ended("ExecutionFailed", executionFailedEventDetails={"error": "KafkaUnreachableError"})
+    history.ended("ExecutionRedriven", seconds=30.0, executionRedrivenEventDetails={"redriveCount": 1})
+    history.entered("Create Kafka topics")
+    if fails_again:
+        history.lambda_attempt("KafkaUnreachableError", "still no broker").lambda_attempt("KafkaUnreachableError")
+        return history.ended("ExecutionFailed", executionFailedEventDetails={"error": "KafkaUnreachableError"})
+    history.lambda_attempt().exited("Create Kafka topics").task("Restart services")
+    return history.ended("ExecutionSucceeded")

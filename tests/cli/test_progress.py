@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from deployflow.progress import ExecutionOutcome, HistoryTracker, ProgressEvent
-from tests.cli.history import History
+from tests.cli.history import History, kafka_outage_then_redrive
 
 ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "deploy.asl.json"
 
@@ -28,6 +28,7 @@ def outcome_from(tracker: HistoryTracker, status: str = "FAILED") -> ExecutionOu
         transitions=tracker.transitions,
         lambda_invocations=tracker.lambda_invocations,
         state_outputs=dict(tracker.outputs),
+        runs=list(tracker.runs),
     )
 
 
@@ -231,3 +232,54 @@ def test_given_an_uncaught_failure_then_the_outcome_can_be_redriven_and_a_caught
     assert outcome_from(uncaught).failed_state == "Create Kafka topics"
     assert not outcome_from(caught).redrivable
     assert outcome_from(caught).failed_state == "Verify schema"
+
+
+def test_given_a_redriven_execution_then_the_stopped_visit_ends_at_the_stop_and_the_redrive_is_a_new_visit() -> None:
+    history = kafka_outage_then_redrive()
+
+    tracker, seen = feed_all(history)
+    outcome = outcome_from(tracker, "SUCCEEDED")
+
+    first, again = [v for v in tracker.visits if v.name == "Create Kafka topics"]
+    failed_at = next(e["timestamp"] for e in history.events if e["type"] == "ExecutionFailed")
+    redriven_at = next(e["timestamp"] for e in history.events if e["type"] == "ExecutionRedriven")
+    assert (first.attempts, first.failed, first.exited_at, first.stopped_at) == (4, True, None, failed_at)
+    assert first.duration_seconds == (failed_at - first.entered_at).total_seconds()
+    assert (again.visit_number, again.attempts, again.failed) == (2, 1, False)
+    assert again.entered_at > redriven_at
+    assert outcome.path == ["Verify schema", "Create Kafka topics", "Create Kafka topics", "Restart services"]
+    assert outcome.failed_state is None
+    assert [(r.redrive, r.status, r.stopped_in, r.error) for r in tracker.runs] == [
+        (0, "FAILED", "Create Kafka topics", "KafkaUnreachableError"),
+        (1, "SUCCEEDED", None, None),
+    ]
+    assert outcome.running_seconds == sum(r.seconds or 0 for r in tracker.runs)
+    assert outcome.running_seconds < (history.events[-1]["timestamp"] - history.events[0]["timestamp"]).total_seconds()
+    assert [(p.kind, p.status, p.redrive) for p in seen if p.kind in {"finished", "redriven"}] == [
+        ("finished", "FAILED", None),
+        ("redriven", None, 1),
+        ("finished", "SUCCEEDED", None),
+    ]
+
+
+def test_given_a_redrive_that_fails_again_then_the_failed_state_and_attempts_are_the_redrives() -> None:
+    tracker, _ = feed_all(kafka_outage_then_redrive(fails_again=True))
+    outcome = outcome_from(tracker, "FAILED")
+
+    assert outcome.failed_state == "Create Kafka topics"
+    assert outcome.failed_visit is not None
+    assert (outcome.failed_visit.visit_number, outcome.failed_visit.attempts) == (2, 2)
+    assert outcome.redrivable
+    assert [r.status for r in tracker.runs] == ["FAILED", "FAILED"]
+
+
+def test_given_a_redrive_that_reschedules_the_task_without_entering_the_state_then_its_visit_goes_on() -> None:
+    history = History().started().entered("Create Kafka topics").lambda_attempt("KafkaUnreachableError")
+    history.ended("ExecutionFailed").ended("ExecutionRedriven", executionRedrivenEventDetails={"redriveCount": 1})
+    history.lambda_attempt().exited("Create Kafka topics").ended("ExecutionSucceeded")
+
+    tracker, _ = feed_all(history)
+
+    [visit] = tracker.visits
+    assert (visit.attempts, visit.failed, visit.stopped_at) == (2, False, None)
+    assert visit.exited_at is not None

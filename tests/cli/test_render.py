@@ -11,7 +11,7 @@ from release_steps.messages import cause_message
 
 from deployflow.progress import ExecutionOutcome, HistoryTracker
 from deployflow.render import ProgressPrinter, aws_cli_options, deadline_bar, outcome_report
-from tests.cli.history import EXECUTION_START, T0, History, rollout_output
+from tests.cli.history import EXECUTION_START, T0, History, kafka_outage_then_redrive, rollout_output
 
 
 def written(history: History, show_waits: bool = False, terminal: bool | None = None) -> str:
@@ -346,3 +346,62 @@ def test_given_an_uncaught_failure_then_the_report_names_the_state_attempts_dura
         "next: fix the cause, then resume at this state: aws stepfunctions redrive-execution --execution-arn "
         f"{arn} --region eu-west-1 --profile prod"
     )
+
+
+def _outcome(history: History, status: str, redrives: int) -> ExecutionOutcome:
+    tracker = HistoryTracker()
+    for event in history.events:
+        list(tracker.feed(event))
+    return ExecutionOutcome(
+        execution_arn="arn:aws:states:eu-west-1:123456789012:execution:deployflow-prod-release:r-1",
+        status=status,
+        output=None,
+        error=None if status == "SUCCEEDED" else "KafkaUnreachableError",
+        cause=None,
+        visits=tracker.visits,
+        transitions=tracker.transitions,
+        lambda_invocations=tracker.lambda_invocations,
+        start_date=history.events[0]["timestamp"],
+        stop_date=history.events[-1]["timestamp"],
+        runs=tracker.runs,
+        redrive_count=redrives,
+    )
+
+
+def test_given_a_redriven_execution_then_progress_shows_the_stop_the_redrive_and_the_rerun_state() -> None:
+    lines = printed(kafka_outage_then_redrive())
+
+    stop = lines.index("■ execution FAILED")
+    assert lines[stop + 1] == "⤼ execution redriven (redrive 1): resumes where it stopped", lines
+    assert lines[stop + 2] == "▶ Create Kafka topics (#2)", lines
+    assert lines[-1] == "■ execution SUCCEEDED", lines
+    assert sum(1 for line in lines if line.startswith("↻ Create Kafka topics: attempt")) == 3, lines
+
+
+def test_given_a_redriven_execution_that_succeeded_then_the_report_gives_its_running_time_and_each_run() -> None:
+    history = kafka_outage_then_redrive()
+    outcome = _outcome(history, "SUCCEEDED", 1)
+    wall = (history.events[-1]["timestamp"] - history.events[0]["timestamp"]).total_seconds()
+    assert outcome.running_seconds is not None
+
+    report = outcome_report(outcome).splitlines()
+
+    assert report[0].startswith(f"SUCCEEDED in {outcome.running_seconds:.1f}s, redriven once: "), report
+    assert outcome.running_seconds < wall - 29, "the 30 s before the redrive is not running time"
+    assert report[2] == (
+        "runs: first 14:00:00Z-14:00:04Z FAILED at Create Kafka topics (KafkaUnreachableError); "
+        "redrive 1 14:00:34Z-14:00:39Z SUCCEEDED"
+    ), report
+    assert not any(line.startswith("next:") for line in report), report
+
+
+def test_given_a_redrive_that_failed_again_then_the_report_names_the_redrives_attempts_and_the_command() -> None:
+    outcome = _outcome(kafka_outage_then_redrive(fails_again=True), "FAILED", 1)
+
+    report = outcome_report(outcome, aws_cli_options("eu-west-1", None, None)).splitlines()
+
+    assert report[0].startswith("FAILED at Create Kafka topics in "), report
+    assert ", redriven once: " in report[0], report
+    assert report[2].endswith("; redrive 1 14:00:34Z-14:00:36Z FAILED at Create Kafka topics (KafkaUnreachableError)")
+    assert "attempts: 2 at Create Kafka topics" in report, report
+    assert report[-1].startswith("next: fix the cause, then resume at this state: aws stepfunctions redrive-execution")
