@@ -63,7 +63,7 @@ expected-schema: system-deps $(STAMP)
 	$(BIN)/python -m deployflow.local.expected_schema
 
 scenarios: system-deps kafka-jars $(STAMP) $(SAM_STAMP)
-	for s in happy image-missing migration-fails migration-timeout schema-drift kafka-down step-timeout service-fails concurrent invalid-input dry-run unsafe-migration rerun; do \
+	for s in happy image-missing migration-fails migration-timeout schema-drift kafka-down kafka-down-then-redrive step-timeout service-fails concurrent invalid-input dry-run unsafe-migration rerun; do \
 		$(BIN)/deployflow local run --scenario $$s > /dev/null 2>&1 && echo "$$s: as expected" || { echo "$$s: NOT as expected"; exit 1; }; \
 	done
 

@@ -232,11 +232,31 @@ class KafkaBroker:
             break
         self.startup_seconds = time.monotonic() - began
 
-    def stop(self) -> None:
-        """Terminate the broker (SIGTERM, then SIGKILL after stop_timeout_s) and remove its temp dir; idempotent."""
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Terminate the broker (SIGTERM, then SIGKILL after stop_timeout_s) and remove its temp dir; idempotent.
+
+        ``keep_data``: keep the temp dir (data, configuration, ports) for ``restart()``: an outage, not a teardown.
+        """
         self._terminate()
-        if not self.keep_workdir:
+        if not (self.keep_workdir or keep_data):
             self._remove_workdir()
+
+    def restart(self) -> None:
+        """Start a broker stopped with ``keep_data`` again: same ports, same data and SCRAM user (the broker is back);
+        waits (bounded) until both listeners answer."""
+        if self._process is not None:
+            raise KafkaBrokerError("the broker is running: stop(keep_data=True) first")
+        if self.workdir is None or not (self.workdir / "server.properties").exists() or not self._ports:
+            raise KafkaBrokerError("nothing to restart: the broker was never started or its data was removed")
+        began = time.monotonic()
+        libs = self.libs or find_kafka_libs()
+        try:
+            self._launch(libs)
+            self._wait_until_ready(began + self.startup_timeout_s)
+        except KafkaBrokerError:
+            self._terminate()
+            self.keep_workdir = True  # the error names the log in it
+            raise
 
     def _remove_workdir(self) -> None:
         if self.workdir is not None:

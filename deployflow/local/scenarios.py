@@ -27,7 +27,8 @@ from dbmigrate.files import discover_migrations
 from deployflow.local.inspect import Snapshot, migration_history
 from deployflow.local.stack import CLUSTER, DEFAULT_TAG, SERVICES, TOPICS, LocalStack, create_service
 from deployflow.local.template import ASL_PATH, REPO_ROOT
-from deployflow.progress import ExecutionOutcome, ProgressEvent, follow
+from deployflow.progress import ExecutionOutcome, HistoryTracker, ProgressEvent, follow, read_history
+from deployflow.render import aws_cli_options, redrive_command
 
 Observer = Callable[[ProgressEvent], None]
 MAIN_TABLES = ("clients", "rules", "endpoints", "notifications")
@@ -76,6 +77,7 @@ class ScenarioResult:
     before: Snapshot
     after: Snapshot
     checks: list[Check] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # what the scenario ran on an execution, as printed
 
     @property
     def outcome(self) -> ExecutionOutcome:
@@ -350,6 +352,79 @@ def _kafka_down(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
         _no_service_restarted(before, after),
     ]
     return _result("kafka-down", "FAILED", "KafkaUnreachableError", [outcome], before, after, checks)
+
+
+def _kafka_down_then_redrive(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+    """kafka-down, then the broker comes back and the execution is redriven: it resumes at Create Kafka topics (the
+    migration is not run again) and the release completes - one execution, one ARN, one history."""
+    aws = stack.aws
+    assert aws is not None
+    sfn = stack.client("stepfunctions")
+    stack.stop_kafka()
+    before = stack.snapshot()
+    arn = stack.start_execution({"imageTag": DEFAULT_TAG})
+    tracker = HistoryTracker()
+    failed = follow(sfn, arn, observer, poll_seconds=0.1, timeout_seconds=600, tracker=tracker)
+    stopped = stack.snapshot()
+    stack.restart_kafka()
+    command = redrive_command(arn, aws_cli_options(aws.region, None, aws.endpoint_url))
+    if observer is not None:
+        observer(ProgressEvent("command", command=command, at=datetime.now(UTC)))
+    sfn.redrive_execution(executionArn=arn)  # the command's RedriveExecution call, made here with boto3
+    outcome = follow(sfn, arn, observer, poll_seconds=0.1, timeout_seconds=600, tracker=tracker)
+    after = stack.snapshot()
+    described = sfn.describe_execution(executionArn=arn)
+    redriven_at = [e["id"] for e in read_history(sfn, arn) if e["type"] == "ExecutionRedriven"]
+    checks = [
+        Check(
+            "the first run stopped at Create Kafka topics with KafkaUnreachableError, uncaught (redrivable)",
+            (failed.status, failed.error, failed.failed_state, failed.redrivable)
+            == ("FAILED", "KafkaUnreachableError", "Create Kafka topics", True),
+            f"{failed.status} {failed.error} at {failed.failed_state}",
+        ),
+        _unchanged("Kafka topics while the broker was down", before.topics, stopped.topics),
+        _no_service_restarted(before, stopped),
+        Check(
+            "the same execution was redriven once (redriveCount 1, one ExecutionRedriven event)",
+            outcome.execution_arn == arn and described.get("redriveCount") == 1 and len(redriven_at) == 1,
+            f"redriveCount {described.get('redriveCount')}, ExecutionRedriven events {redriven_at}",
+        ),
+        Check(
+            "the redrive resumed at Create Kafka topics: the steps before it ran once",
+            all(outcome.path.count(s) == 1 for s in ("Validate release request", "Run migration task"))
+            and outcome.path.count("Create Kafka topics") == 2,
+            " → ".join(outcome.path),
+        ),
+        Check(
+            "one migration task ran (the redrive did not run it again)",
+            after.tasks_started - before.tasks_started == 1,
+            f"{after.tasks_started - before.tasks_started}",
+        ),
+        *_released(stack, before, after),
+        _restarted_once(stack, before),
+    ]
+    return ScenarioResult(
+        "kafka-down-then-redrive", "SUCCEEDED", None, [failed, outcome], before, after, checks, [command]
+    )
+
+
+def _restarted_once(stack: LocalStack, before: Snapshot) -> Check:
+    """Each service completed exactly one new deployment since ``before`` (its ECS events), and it is the PRIMARY."""
+    described = stack.client("ecs").describe_services(cluster=CLUSTER, services=list(SERVICES))["services"]
+    old = dict(before.primary_deployments)
+    new: dict[str, list[str]] = {}
+    primaries: dict[str, str] = {}
+    for service in described:
+        name = str(service["serviceName"])
+        messages = [str(e["message"]) for e in service["events"] if str(e["message"]).endswith("deployment completed.")]
+        completed = [m.split("(deployment ", 1)[1].split(")", 1)[0] for m in messages if "(deployment " in m]
+        new[name] = [d for d in completed if d != old.get(name)]
+        primaries[name] = next(str(d["id"]) for d in service["deployments"] if d["status"] == "PRIMARY")
+    return Check(
+        "every service restarted once (one new deployment completed, now its PRIMARY)",
+        sorted(new) == sorted(SERVICES) and all(ids == [primaries[n]] for n, ids in new.items()),
+        ", ".join(f"{n}: {' '.join(ids) or 'none'}" for n, ids in sorted(new.items())),
+    )
 
 
 def _step_timeout(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
@@ -677,6 +752,13 @@ SCENARIOS: dict[str, Scenario] = {
             _schema_drift,
         ),
         Scenario("kafka-down", "no broker answers", "FAILED", "KafkaUnreachableError", _kafka_down),
+        Scenario(
+            "kafka-down-then-redrive",
+            "no broker answers, then it is back and the stopped execution is redriven",
+            "SUCCEEDED",
+            None,
+            _kafka_down_then_redrive,
+        ),
         Scenario("step-timeout", "a step outlives its function Timeout", "FAILED", "Sandbox.Timedout", _step_timeout),
         Scenario(
             "service-fails",

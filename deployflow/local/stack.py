@@ -187,9 +187,13 @@ class LocalStack:
         return {**self._database.as_env(), "DEPLOYFLOW_LOCAL": "1"}
 
     def stop_kafka(self) -> None:
-        """Take the broker down (the kafka-down scenario); the stack's teardown tolerates it."""
+        """Take the broker down (the kafka-down scenario), keeping its data; the stack's teardown tolerates it."""
         if self.kafka is not None:
-            self.kafka.stop()
+            self.kafka.stop(keep_data=True)
+
+    def restart_kafka(self) -> None:
+        """Bring the broker back after ``stop_kafka``: same address (the functions' configuration), same data."""
+        self._kafka.restart()
 
     def function_name(self, logical_id: str) -> str:
         """The deployed name of a template function (``CreateTopicsFunction`` -> ``deployflow-local-CreateTo...``)."""

@@ -102,3 +102,36 @@ def test_given_kafka_home_with_a_libs_folder_when_looked_up_then_that_folder_is_
     monkeypatch.setenv(KAFKA_HOME_ENV, str(tmp_path))
 
     assert find_kafka_libs() == tmp_path / "libs"
+
+
+def test_given_a_broker_stopped_keeping_its_data_when_restarted_then_same_addresses_same_topics(
+    kafka_broker: KafkaBroker,
+) -> None:
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    broker = KafkaBroker(libs=kafka_broker.libs)
+    with pytest.raises(KafkaBrokerError, match="nothing to restart"):
+        broker.restart()
+    with broker:
+        addresses = [broker.bootstrap_plaintext, broker.bootstrap_sasl]
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_plaintext})
+        admin.create_topics([NewTopic("outage.probe", num_partitions=3, replication_factor=1)])["outage.probe"].result(
+            30
+        )
+        broker.stop(keep_data=True)
+        down = [_accepts(a) for a in addresses]
+        with pytest.raises(KafkaBrokerError, match="nothing to restart"):
+            KafkaBroker(libs=kafka_broker.libs).restart()
+
+        broker.restart()
+
+        assert down == [False, False], "the broker still listened while stopped"
+        assert [broker.bootstrap_plaintext, broker.bootstrap_sasl] == addresses
+        assert all(_accepts(a) for a in addresses)
+        topics = AdminClient({"bootstrap.servers": addresses[0]}).list_topics(timeout=10).topics
+        assert len(topics["outage.probe"].partitions) == 3
+        with pytest.raises(KafkaBrokerError, match="the broker is running"):
+            broker.restart()
+    assert broker.workdir is not None
+    assert not broker.workdir.exists(), "stop() after a restart removes the data"

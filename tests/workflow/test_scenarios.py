@@ -31,6 +31,8 @@ from deployflow.local.stack import (
 from deployflow.local.template import REPO_ROOT
 from deployflow.progress import ExecutionOutcome
 from deployflow.render import aws_cli_options, outcome_report
+from tests.cli.conftest import base_environment, run_cli
+from tests.fixtures.executions import execution_history
 from tests.workflow.support import (
     FAILURE_TAIL,
     LOOPS,
@@ -621,6 +623,83 @@ def test_given_kafka_down_then_create_topics_retries_with_capped_backoff_and_fai
     ), report
 
 
+def test_given_kafka_down_then_back_when_the_stopped_execution_is_redriven_then_it_resumes_at_the_topics_and_succeeds(
+    stack: LocalStack, inbox: Inbox
+) -> None:
+    with overrides(stack, function_env={"KAFKA_TIMEOUT_SECONDS": "1"}):
+        result = run_scenario(stack, "kafka-down-then-redrive")
+    failed, o = result.outcomes
+    arn = failed.execution_arn
+    sfn = stack.client("stepfunctions")
+    assert stack.aws is not None
+
+    # Before the redrive: stopped at the step, uncaught, as kafka-down.
+    assert_failed_with(failed, "KafkaUnreachableError", bootstrap(stack), "Kafka not reachable")
+    assert failed.failed_state == "Create Kafka topics", describe(failed)
+    max_attempts = int(retrier("Create Kafka topics", "KafkaUnreachableError")["MaxAttempts"])
+    before_report = printed(stack, failed).splitlines()
+    assert before_report[0].startswith("FAILED at Create Kafka topics in "), before_report
+    assert f"attempts: {1 + max_attempts} at Create Kafka topics" in before_report, before_report
+    # The scenario ran exactly the command the report gave.
+    assert result.commands == [
+        f"aws stepfunctions redrive-execution --execution-arn {arn} --region {stack.aws.region} "
+        f"--endpoint-url {stack.aws.endpoint_url}"
+    ]
+    assert before_report[-1] == "next: fix the cause, then resume at this state: " + result.commands[0]
+
+    # After: the same execution, resumed at Create Kafka topics, the rest of the release run once.
+    assert (o.execution_arn, o.status, o.error, o.redrive_count) == (arn, "SUCCEEDED", None, 1), describe(o)
+    topics_at = RELEASE_PATH.index("Create Kafka topics")
+    assert_path(o, [*RELEASE_PATH[: topics_at + 1], *RELEASE_PATH[topics_at:]])
+    stopped, resumed = visits(o, "Create Kafka topics")
+    assert (stopped.attempts, stopped.failed, resumed.attempts, resumed.failed) == (1 + max_attempts, True, 1, False)
+    assert stopped.stopped_at is not None
+    assert resumed.entered_at > stopped.stopped_at
+    assert_single_attempts(o, except_states=("Create Kafka topics",))
+    events = execution_history(sfn, arn)
+    redriven = [i for i, e in enumerate(events) if e["type"] == "ExecutionRedriven"]
+    assert len(redriven) == 1, [e["type"] for e in events]
+    assert events[redriven[0] - 1]["type"] == "ExecutionFailed"
+    assert events[redriven[0] + 1]["stateEnteredEventDetails"]["name"] == "Create Kafka topics"
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1)), "one history, ids continuing"
+    after_report = printed(stack, o).splitlines()
+    assert o.running_seconds is not None
+    assert after_report[0].startswith(f"SUCCEEDED in {o.running_seconds:.1f}s, redriven once: "), after_report
+    runs = after_report[2]
+    assert runs.startswith("runs: first "), after_report
+    assert " FAILED at Create Kafka topics (KafkaUnreachableError); redrive 1 " in runs, runs
+    assert runs.endswith(" SUCCEEDED"), runs
+    assert not any(line.startswith("next:") for line in after_report), after_report
+    described = sfn.describe_execution(executionArn=arn)
+    assert (described["redriveCount"], described["redriveStatus"]) == (1, "NOT_REDRIVABLE"), described
+    with pytest.raises(sfn.exceptions.ExecutionNotRedrivable):
+        sfn.redrive_execution(executionArn=arn)
+
+    # The world, read through other clients: the release is complete, each service restarted once.
+    in_kafka = topic_partitions(bootstrap(stack))
+    assert {t: in_kafka.get(t) for t in TOPICS} == dict.fromkeys(TOPICS, 9), in_kafka
+    assert [v for v, _, _, _ in history_rows(database(stack))] == HEAD_VERSIONS
+    now = {name: primary(s)["id"] for name, s in services(stack.client("ecs"), CLUSTER, SERVICES).items()}
+    before = dict(result.before.primary_deployments)
+    assert all(now[name] != before[name] for name in SERVICES), (before, now)
+    assert len(stack.aws.ecs.runs) == 1, "the migration task ran again"
+    notes = inbox.notifications()
+    assert len(notes) == 1, f"expected only the success notification, got {notes}"
+    assert f"release {DEFAULT_TAG} succeeded" in notes[0].subject, notes[0].subject
+
+    # `deployflow watch ARN` after the redrive follows the whole history to SUCCEEDED.
+    env = {**base_environment(), **stack.client_environment()}
+    watched = run_cli(["watch", arn, "--endpoint-url", str(stack.aws.endpoint_url), "--poll", "0.2"], env)
+    assert watched.returncode == 0, watched.explain()
+    lines = [line[13:] for line in watched.stderr.splitlines() if line.startswith("  ") and line[10:11] == "Z"]
+    stop = lines.index("■ execution FAILED")
+    assert lines[stop + 1] == "⤼ execution redriven (redrive 1): resumes where it stopped", watched.explain()
+    assert lines[stop + 2] == "▶ Create Kafka topics (#2)", watched.explain()
+    assert lines[-1] == "■ execution SUCCEEDED", watched.explain()
+    assert ", redriven once: " in watched.stderr, watched.explain()
+    assert json.loads(watched.stdout)["executionArn"] == arn, watched.explain()
+
+
 def test_given_a_step_outliving_its_function_timeout_then_the_task_fails_with_sandbox_timedout_uncaught(
     stack: LocalStack, inbox: Inbox
 ) -> None:
@@ -946,6 +1025,7 @@ TESTED = {
     "migration-timeout",
     "schema-drift",
     "kafka-down",
+    "kafka-down-then-redrive",
     "step-timeout",
     "service-fails",
     "concurrent",
