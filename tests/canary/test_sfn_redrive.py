@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def failed_at_gate(aws: LocalAws, echo: str, gate: str, gate_file: Path) -> tupl
     return sfn, arn, wait_for_execution(sfn, arn)
 
 
-def lambda_events(events: list[dict[str, Any]]) -> list[str]:
+def lambda_events(events: Sequence[Mapping[str, Any]]) -> list[str]:
     return [e["type"] for e in events if e["type"].startswith(("LambdaFunction", "Task")) and "State" not in e["type"]]
 
 
