@@ -327,9 +327,9 @@ def _follow_and_report(sfn: SFNClient, arn: str, args: argparse.Namespace) -> in
     from botocore.exceptions import BotoCoreError, ClientError
 
     watch_again = f"deployflow watch {arn}{_target(args).flags()}"
-    print(f"following {arn} (Ctrl-C stops the following, not the release)", file=sys.stderr)
     printer = ProgressPrinter(sys.stderr)
-    try:
+    try:  # from the line on: a Ctrl-C right after it (even while it is written) is the watch's own
+        print(f"following {arn} (Ctrl-C stops the following, not the release)", file=sys.stderr)
         outcome = follow(sfn, arn, printer, poll_seconds=args.poll, timeout_seconds=args.timeout)
     except (ClientError, BotoCoreError) as e:
         print(f"deployflow: cannot read execution {arn} ({one_line(e)})", file=sys.stderr)
