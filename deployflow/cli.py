@@ -98,6 +98,7 @@ def _local_run(args: argparse.Namespace) -> int:
             "expected": {"status": scenario.expected_status, "error": scenario.expected_error},
             "asExpected": result.as_expected,
             "executions": [_outcome_json(o) for o in result.outcomes],
+            "commands": result.commands,
             "checks": [{"description": c.description, "ok": c.ok, "detail": c.detail} for c in result.checks],
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")

@@ -274,3 +274,44 @@ def test_given_moto_with_its_own_redrive_execution_then_the_seam_refuses_to_inst
     with RedriveSeam():
         assert hasattr(StepFunctionResponse, "redrive_execution")
     assert not hasattr(StepFunctionResponse, "redrive_execution"), "uninstalling removes what the seam added"
+
+
+def test_given_an_execution_stopped_in_a_wait_or_timed_out_when_redriven_then_that_state_runs_again_and_it_ends(
+    any_local_aws: LocalAws,
+) -> None:
+    sfn = any_local_aws.client("stepfunctions")
+
+    def holding(timeout: int | None) -> dict[str, Any]:
+        definition: dict[str, Any] = {
+            "StartAt": "Hold",
+            "States": {
+                "Hold": {"Type": "Wait", "SecondsPath": "$.seconds", "Next": "Done"},
+                "Done": {"Type": "Pass", "Result": {"done": True}, "End": True},
+            },
+        }
+        return definition if timeout is None else {**definition, "TimeoutSeconds": timeout}
+
+    scaled = 1 / any_local_aws.time.factor  # Wait seconds are scaled, TimeoutSeconds are not
+    aborted = start(any_local_aws, holding(None), {"seconds": int(2 * scaled)})
+    timed_out = start(any_local_aws, holding(2), {"seconds": int(30 * scaled)})
+    for arn in (aborted, timed_out):
+        deadline = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=20)
+        while not any(e["type"] == "WaitStateEntered" for e in execution_history(sfn, arn)):
+            assert datetime.datetime.now(datetime.UTC) < deadline, execution_history(sfn, arn)
+    sfn.stop_execution(executionArn=aborted)
+    stopped = wait_for_execution(sfn, aborted)
+    expired = wait_for_execution(sfn, timed_out)
+
+    for arn in (aborted, timed_out):
+        sfn.redrive_execution(executionArn=arn)
+    resumed = wait_for_execution(sfn, aborted)
+    again = wait_for_execution(sfn, timed_out)
+
+    assert (stopped["status"], expired["status"]) == ("ABORTED", "TIMED_OUT"), (stopped, expired)
+    assert (resumed["status"], json.loads(resumed["output"])) == ("SUCCEEDED", {"done": True}), resumed
+    assert state_path(execution_history(sfn, aborted)) == ["Hold", "Hold", "Done"]
+    # The machine's TimeoutSeconds counts again from the redrive: the 30 s wait outlives it once more.
+    assert (again["status"], again["redriveCount"]) == ("TIMED_OUT", 1), again
+    history = [e["type"] for e in execution_history(sfn, timed_out)]
+    assert history.count("ExecutionTimedOut") == 2, history
+    assert history[history.index("ExecutionRedriven") + 1] == "WaitStateEntered", history

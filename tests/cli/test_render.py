@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from release_steps.messages import cause_message
 
-from deployflow.progress import ExecutionOutcome, HistoryTracker
+from deployflow.progress import ExecutionOutcome, HistoryTracker, ProgressEvent
 from deployflow.render import ProgressPrinter, aws_cli_options, deadline_bar, outcome_report
 from tests.cli.history import EXECUTION_START, T0, History, kafka_outage_then_redrive, rollout_output
 
@@ -405,3 +405,12 @@ def test_given_a_redrive_that_failed_again_then_the_report_names_the_redrives_at
     assert report[2].endswith("; redrive 1 14:00:34Z-14:00:36Z FAILED at Create Kafka topics (KafkaUnreachableError)")
     assert "attempts: 2 at Create Kafka topics" in report, report
     assert report[-1].startswith("next: fix the cause, then resume at this state: aws stepfunctions redrive-execution")
+
+
+def test_given_a_command_the_caller_ran_then_it_is_one_line_with_a_dollar_at_its_time() -> None:
+    out = io.StringIO()
+    command = "aws stepfunctions redrive-execution --execution-arn arn:aws:states:us-east-1:1:execution:m:e"
+
+    ProgressPrinter(out, terminal=False)(ProgressEvent("command", command=command, at=T0))
+
+    assert out.getvalue() == f"  14:00:00Z  $ {command}\n"
