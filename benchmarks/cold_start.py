@@ -7,8 +7,9 @@ Builds the package as `sam build` does (functions/Makefile's recipe: wheels for 
 to weigh it. The runtime's own boto3 (which the package leaves out) is laid out beside it, compiled the same way.
 Then, in a fresh python3.13 per sample under the Lambda environment variables (LAMBDA_TASK_ROOT makes Powertools
 trace, as on Lambda), times ``import release_steps.<step>`` and, interleaved, ``import boto3``; nothing writes
-bytecode. Prints per step the median of the paired ratios, and the arm64 package's unzipped size; the headline
-figures go to .cache/bench/cold_start.json. Asserts nothing.
+bytecode. Prints per step the median of the paired ratios, the same for the floor (what the libraries every step
+is built on cost before any step code: boto3, pydantic, Powertools with its Tracer), and the arm64 package's
+unzipped size; the headline figures go to .cache/bench/cold_start.json. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -39,8 +40,20 @@ def _steps() -> tuple[str, ...]:
 
 
 STEPS = _steps()
+FLOOR_NAME = "(floor)"
 PYTHON313_CANDIDATES = ("python3.13", "/root/.pyenv/versions/3.13.0/bin/python3.13")
-PROBE = "import time\nt = time.perf_counter()\nimport {module}\nprint(time.perf_counter() - t)"
+PROBE = "import time\nt = time.perf_counter()\n{code}\nprint(time.perf_counter() - t)"
+# What any step built on these libraries loads before its own code: boto3, one pydantic model (its first model class
+# is what loads pydantic's field machinery; the validator built on first use, as the steps' models do), Powertools'
+# Logger, metrics and Tracer patching botocore, as observability.py builds them. Timed like a step, for reference.
+FLOOR = (
+    "import boto3, pydantic\n"
+    "class Floor(pydantic.BaseModel, defer_build=True):\n"
+    "    name: str = pydantic.Field(min_length=1)\n"
+    "from aws_lambda_powertools import Logger, Tracer, single_metric\n"
+    "Logger(service='deployflow')\n"
+    "Tracer(service='deployflow', auto_patch=False).patch(modules=('botocore',))"
+)
 
 
 def find_python313(given: str | None) -> str:
@@ -106,12 +119,13 @@ def lambda_env(package: Path, runtime: Path, step: str) -> dict[str, str]:
     }
 
 
-def import_seconds(python313: str, module: str, env: dict[str, str]) -> float:
+def import_seconds(python313: str, code: str, env: dict[str, str]) -> float:
+    """Seconds ``code`` takes in a fresh python3.13 (bytecode read, never written)."""
     done = subprocess.run(
-        [python313, "-s", "-c", PROBE.format(module=module)], env=env, capture_output=True, text=True, check=False
+        [python313, "-s", "-c", PROBE.format(code=code)], env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise SystemExit(f"import {module} failed in the package layout:\n{done.stderr}")
+        raise SystemExit(f"{code!r} failed in the package layout:\n{done.stderr}")
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -132,29 +146,35 @@ def main() -> None:
     runtime = build_runtime_boto3(work / "runtime-boto3", python313)
     print(f"package (arm64, as deployed): {size_mb(deployed):.1f} MB unzipped; timing the {host_arch} build")
 
-    ratios: dict[str, list[float]] = {step: [] for step in STEPS}
-    steps_s: dict[str, list[float]] = {step: [] for step in STEPS}
+    probes = {step: f"import release_steps.{step}" for step in STEPS} | {FLOOR_NAME: FLOOR}
+    ratios: dict[str, list[float]] = {name: [] for name in probes}
+    steps_s: dict[str, list[float]] = {name: [] for name in probes}
     boto3_s: list[float] = []
     for _ in range(args.rounds):
-        for step in STEPS:  # interleaved: each step's sample sits next to its own boto3 sample
-            env = lambda_env(package, runtime, step)
-            seconds = import_seconds(python313, f"release_steps.{step}", env)
-            bare = import_seconds(python313, "boto3", env)
-            steps_s[step].append(seconds)
+        for name, code in probes.items():  # interleaved: each sample sits next to its own boto3 sample
+            env = lambda_env(package, runtime, STEPS[0] if name == FLOOR_NAME else name)
+            seconds = import_seconds(python313, code, env)
+            bare = import_seconds(python313, "import boto3", env)
+            steps_s[name].append(seconds)
             boto3_s.append(bare)
-            ratios[step].append(seconds / bare)
+            ratios[name].append(seconds / bare)
 
     print(f"bare `import boto3`: median {statistics.median(boto3_s) * 1000:.0f} ms ({len(boto3_s)} samples)")
     print(f"{'step':<18} {'import ms':>9} {'x boto3':>8}   (medians of {args.rounds} interleaved pairs)")
-    medians = {step: float(statistics.median(ratios[step])) for step in STEPS}
-    for step in STEPS:
-        print(f"{step:<18} {statistics.median(steps_s[step]) * 1000:>9.0f} {medians[step]:>8.2f}")
-    worst = max(medians, key=lambda step: medians[step])
+    medians = {name: float(statistics.median(ratios[name])) for name in probes}
+    for name in probes:
+        print(f"{name:<18} {statistics.median(steps_s[name]) * 1000:>9.0f} {medians[name]:>8.2f}")
+    worst = max(STEPS, key=lambda step: medians[step])
     print(f"worst step: {worst} ({medians[worst]:.2f}x)")
+    print(
+        f"{FLOOR_NAME}: boto3 + a pydantic model + Powertools (Logger, metrics, Tracer on botocore), no step code: "
+        f"{medians[FLOOR_NAME]:.2f}x"
+    )
     figures = {
         "cold_start_ratio_worst_step": round(medians[worst], 2),
         "worst_step": worst,
-        "ratios": {step: round(value, 2) for step, value in medians.items()},
+        "ratios": {step: round(medians[step], 2) for step in STEPS},
+        "floor_ratio": round(medians[FLOOR_NAME], 2),
         "package_size_mb": round(size_mb(deployed), 1),
         "rounds": args.rounds,
     }

@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import SecretStr, ValidationError
@@ -52,6 +50,8 @@ class ScramCredentials:
 
 def forget_credentials() -> None:
     """Drop the cached secret, so the next invocation reads it afresh (a fixed or rotated secret, a redrive)."""
+    from aws_lambda_powertools.utilities import parameters
+
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
 
 
@@ -67,6 +67,10 @@ def kafka_credentials(settings: KafkaSettings) -> ScramCredentials | None:
             "KAFKA_AUTH_MODE is sasl_scram but KAFKA_SECRET_ARN is not set: give the stack the ARN of the SCRAM secret"
         )
     where = f"Kafka SCRAM secret {arn} (KAFKA_SECRET_ARN)"
+    # Imported here: only sasl_scram reads a secret, the other modes' cold starts do not pay for Powertools parameters.
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
     try:
         value: Any = parameters.get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
     except TransformParameterError as e:

@@ -80,6 +80,12 @@ _AUTH_CODES = frozenset(
 # ---- connection -------------------------------------------------------------------------------------------------
 
 
+class _Model(BaseModel):
+    """Base of this module's models: each builds its validator on first use, not when the step is imported."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class KafkaAuthMode(StrEnum):
     """How the step authenticates to the cluster."""
 
@@ -89,7 +95,7 @@ class KafkaAuthMode(StrEnum):
     MSK_IAM = "msk_iam"
 
 
-class KafkaConnection(BaseModel):
+class KafkaConnection(_Model):
     """Where the cluster is and how to authenticate; credentials are resolved by the caller (Secrets Manager)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -270,7 +276,7 @@ def _recording_failures(
 # ---- plan and report ----------------------------------------------------------------------------------------------
 
 
-class TopicSpec(BaseModel):
+class TopicSpec(_Model):
     """A topic as the release wants it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -330,7 +336,7 @@ class TopicAction(StrEnum):
     CONFLICT = "conflict"
 
 
-class ConfigChange(BaseModel):
+class ConfigChange(_Model):
     """One topic config set from its current value to the wanted one."""
 
     name: str
@@ -338,7 +344,7 @@ class ConfigChange(BaseModel):
     wanted: str
 
 
-class PlannedTopic(BaseModel):
+class PlannedTopic(_Model):
     """One wanted topic compared with the cluster."""
 
     spec: TopicSpec
@@ -353,7 +359,7 @@ class PlannedTopic(BaseModel):
         return self.spec.name
 
 
-class TopicPlan(BaseModel):
+class TopicPlan(_Model):
     """What apply_plan would do, topic by topic."""
 
     bootstrap_servers: str
@@ -382,13 +388,13 @@ class TopicPlan(BaseModel):
         return f"{len(lines)} topic(s) on {self.bootstrap_servers} cannot be reconciled: " + " | ".join(lines)
 
 
-class PartitionGrowth(BaseModel):
+class PartitionGrowth(_Model):
     topic: str
     from_partitions: int
     to_partitions: int
 
 
-class MorePartitionsThanWanted(BaseModel):
+class MorePartitionsThanWanted(_Model):
     """Kept as they are: partitions are never removed (and Kafka cannot remove them)."""
 
     topic: str
@@ -396,12 +402,12 @@ class MorePartitionsThanWanted(BaseModel):
     wanted: int
 
 
-class TopicConfigChanges(BaseModel):
+class TopicConfigChanges(_Model):
     topic: str
     changes: list[ConfigChange]
 
 
-class TopicReport(BaseModel):
+class TopicReport(_Model):
     """What was changed (or, in a dry run, what would be): the topics part of the deployment record."""
 
     dry_run: bool

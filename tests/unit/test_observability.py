@@ -175,8 +175,9 @@ def test_given_a_step_when_it_ends_then_its_duration_metric_is_emitted_with_step
 STEP_MODULES = tuple(sorted(f["Handler"].split(".")[1] for f in documents.functions().values()))
 
 
-@pytest.mark.parametrize("module", STEP_MODULES)
-def test_given_tracing_on_in_lambda_when_a_step_is_imported_then_it_patches_only_what_it_uses(module: str) -> None:
+def imported_in_lambda(module: str, probe: str) -> Any:
+    """Import ``release_steps.<module>`` in a fresh interpreter as Lambda's init does (tracing on), then print the
+    JSON of ``probe``'s value."""
     import os
     import subprocess
     import sys
@@ -190,11 +191,37 @@ def test_given_tracing_on_in_lambda_when_a_step_is_imported_then_it_patches_only
         "LAMBDA_TASK_ROOT": str(root / "functions"),  # what makes Powertools trace: "running in Lambda"
         "AWS_REGION": "us-east-1",
     }
-    code = (
-        f"import release_steps.{module}\n"
-        "import json, aws_xray_sdk.core.patcher as p\n"
-        "print(json.dumps(sorted(p._PATCHED_MODULES)))"
-    )
+    code = f"import release_steps.{module}\nimport json, sys\nprint(json.dumps({probe}))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    expected = ["botocore", "psycopg2"] if module == "verify_schema" else ["botocore"]
-    assert json.loads(done.stdout.splitlines()[-1]) == expected, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", STEP_MODULES)
+def test_given_tracing_on_in_lambda_when_a_step_is_imported_then_it_patches_only_what_it_uses(module: str) -> None:
+    patched = imported_in_lambda(
+        module, "sorted(__import__('aws_xray_sdk.core.patcher').core.patcher._PATCHED_MODULES)"
+    )
+    assert patched == (["botocore", "psycopg2"] if module == "verify_schema" else ["botocore"])
+
+
+# What a step's cold start loads only in the steps that use it (benchmarks/cold_start.py: every step within 1.5x a
+# bare boto3 import); asyncio comes with confluent_kafka's serdes.
+ONLY_IN = {
+    "confluent_kafka": {"create_topics"},
+    "asyncio": {"create_topics"},
+    "psycopg2": {"verify_schema"},
+    "dbmigrate": {"verify_schema"},
+    "aws_lambda_powertools.utilities.parameters": {"verify_schema"},  # Create topics reads its secret on first use
+}
+# Never at init: the SQL parser (dbmigrate splits SQL only to migrate), Powertools' parser package (steps validate
+# with the model itself), and a validator built at import (models build theirs on first use: defer_build).
+NEVER = ("pglast", "aws_lambda_powertools.utilities.parser", "pydantic.plugin._loader")
+
+
+@pytest.mark.parametrize("module", STEP_MODULES)
+def test_given_a_step_when_imported_as_lambda_init_does_then_it_loads_only_what_it_uses(module: str) -> None:
+    names = [*ONLY_IN, *NEVER]
+    loaded = set(imported_in_lambda(module, f"[m for m in {names!r} if m in sys.modules]"))
+    unexpected = {name for name, steps in ONLY_IN.items() if module not in steps} | set(NEVER)
+    assert not loaded & unexpected, f"release_steps.{module} imports {sorted(loaded & unexpected)} at init"
+    assert loaded >= {name for name, steps in ONLY_IN.items() if module in steps}, "the probe must see what it uses"
