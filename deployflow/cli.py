@@ -80,6 +80,10 @@ def _local_run(args: argparse.Namespace) -> int:
             out.write(
                 "\n" + outcome_report(outcome, aws_cli_options(stack.aws.region, None, stack.aws.endpoint_url)) + "\n"
             )
+        for delivery in stack.deliveries:
+            # What EventBridge's rule would have had published (the local stack hands the event over itself).
+            out.write(f"\nnotification ({delivery.rule} -> {delivery.function}):\n")
+            out.write(f"{delivery.error or delivery.message or json.dumps(delivery.response)}\n")
         out.write("\nindependent checks (psql, Kafka metadata, ECS):\n")
         for line in _independent_checks(stack):
             out.write(f"  {line}\n")

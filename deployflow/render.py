@@ -9,12 +9,30 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from release_steps.execution_history import (
+    ExecutionOutcome,
+    ExecutionRun,
+    ProgressEvent,
+    StateVisit,
+    failure_lines,
+    headline,
+    one_line,
+    redrive_command,
+    utc,
+)
 from release_steps.messages import cause_message
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from deployflow.progress import ExecutionOutcome, ExecutionRun, ProgressEvent, StateVisit
+__all__ = [
+    "ProgressPrinter",
+    "aws_cli_options",
+    "deadline_bar",
+    "outcome_report",
+    "redrive_command",
+    "timings_table",
+]
 
 # The wait loops: which part of the state holds the deadline, to draw how much of the bound is used.
 _LOOP_STATES = {"Check migration task": "migration", "Check services": "rollout"}
@@ -26,16 +44,6 @@ def _clock(moment: datetime | None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%H:%M:%SZ")
 
 
-def _one_line(text: str | None, limit: int = 300) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _utc(moment: datetime) -> datetime:
-    # A timestamp without an offset is UTC (as Step Functions writes them); mixing naive and aware would raise.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 def deadline_bar(visit_output: str | None, part: str, at: datetime | None = None) -> str:
     """``[#####...............] 25% of the deadline, check 3`` from a loop state's output, or ''.
 
@@ -44,15 +52,15 @@ def deadline_bar(visit_output: str | None, part: str, at: datetime | None = None
     try:
         state = json.loads(visit_output or "")
         section: dict[str, Any] = state.get(part) or {}
-        deadline = _utc(datetime.fromisoformat(str(section["deadline"]).replace("Z", "+00:00")))
+        deadline = utc(datetime.fromisoformat(str(section["deadline"]).replace("Z", "+00:00")))
         started_raw = section.get("startedAt") or state.get("execution", {}).get("startTime")
-        started = _utc(datetime.fromisoformat(str(started_raw).replace("Z", "+00:00")))
+        started = utc(datetime.fromisoformat(str(started_raw).replace("Z", "+00:00")))
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""
     total = (deadline - started).total_seconds()
     if total <= 0:
         return ""
-    used = min(1.0, max(0.0, (_utc(at or datetime.now(UTC)) - started).total_seconds() / total))
+    used = min(1.0, max(0.0, (utc(at or datetime.now(UTC)) - started).total_seconds() / total))
     filled = round(used * _BAR_WIDTH)
     checks = section.get("checks")
     suffix = f", check {checks}" if isinstance(checks, int) else ""
@@ -130,7 +138,7 @@ class ProgressPrinter:
             self._line(event.at, "↻", f"{visit.name}: attempt {visit.attempts} after {event.error}")
         elif event.kind == "failed":
             name = visit.name if visit is not None else "?"
-            self._line(event.at, "✗", f"{name}: {event.error}: {_one_line(cause_message(event.cause), 240)}")
+            self._line(event.at, "✗", f"{name}: {event.error}: {one_line(cause_message(event.cause), 240)}")
         elif event.kind == "finished":
             self._line(event.at, "■", f"execution {event.status}")
             self.close()
@@ -171,13 +179,6 @@ class ProgressPrinter:
             self._live.update(line, refresh=True)
 
 
-def redrive_command(execution_arn: str, aws_options: Sequence[str] = ()) -> str:
-    """The exact AWS CLI command that resumes a stopped execution at its failed step."""
-    return " ".join(
-        ["aws stepfunctions redrive-execution", "--execution-arn", shlex.quote(execution_arn), *aws_options]
-    )
-
-
 def aws_cli_options(region: str | None, profile: str | None, endpoint_url: str | None) -> list[str]:
     """The --region / --profile / --endpoint-url the deployflow CLI was given, for a command to paste."""
     options: list[str] = []
@@ -187,46 +188,22 @@ def aws_cli_options(region: str | None, profile: str | None, endpoint_url: str |
     return options
 
 
-def _took(outcome: ExecutionOutcome) -> float | None:
-    if len(outcome.runs) > 1:  # redriven: the time it ran, not the pause before each redrive
-        return outcome.running_seconds
-    if outcome.start_date is not None and outcome.stop_date is not None:
-        return (_utc(outcome.stop_date) - _utc(outcome.start_date)).total_seconds()
-    first = outcome.visits[0].entered_at if outcome.visits else None
-    last = max((v.exited_at or v.entered_at for v in outcome.visits), default=None)
-    return (_utc(last) - _utc(first)).total_seconds() if first and last else None
-
-
 def outcome_report(outcome: ExecutionOutcome, aws_options: Sequence[str] = ()) -> str:
     """The end of an execution in a few lines: status, timings, failure or summary.
 
     A failure the state machine caught has its summary (from Summarize failure) below. One it did not catch (a
     transient error after its retries, a timeout, a bug) stopped the execution at its step: the report names the
-    state, error, cause, attempts and the redrive command that resumes there.
+    state, error, cause, attempts and the redrive command that resumes there (execution_history's lines, the same
+    the notification of a stopped execution publishes).
     """
-    lines = []
-    took = _took(outcome)
-    took_text = f" in {took:.1f}s" if took is not None else ""
-    head = f"{outcome.status}{took_text}"
-    if outcome.status != "SUCCEEDED":
-        head = f"{outcome.status} at {outcome.failed_state or '(unknown state)'}{took_text}"
-    redrives = len(outcome.runs) - 1
-    if redrives > 0:
-        head += f", redriven {'once' if redrives == 1 else f'{redrives} times'}"
-    lines.append(f"{head}: {outcome.transitions} state transitions, {outcome.lambda_invocations} Lambda invocations")
-    lines.append(f"execution: {outcome.execution_arn}")
-    if redrives > 0:
+    lines = [
+        f"{headline(outcome)}: {outcome.transitions} state transitions, "
+        f"{outcome.lambda_invocations} Lambda invocations",
+        f"execution: {outcome.execution_arn}",
+    ]
+    if len(outcome.runs) > 1:
         lines.append("runs: " + "; ".join(_run_text(run) for run in outcome.runs))
-    if outcome.status != "SUCCEEDED":
-        visit = outcome.failed_visit
-        if visit is not None and visit.attempts:
-            lines.append(f"attempts: {visit.attempts} at {visit.name}")
-        lines.append(f"error: {outcome.error}")
-        lines.append(f"cause: {_one_line(cause_message(outcome.cause), 1500)}")
-        if outcome.redrivable:
-            lines.append(
-                "next: fix the cause, then resume at this state: " + redrive_command(outcome.execution_arn, aws_options)
-            )
+    lines += failure_lines(outcome, aws_options)
     summary = outcome.summary
     if summary:
         lines.append("")

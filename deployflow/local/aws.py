@@ -76,6 +76,7 @@ LocalService = Literal[
     "ec2",
     "ecr",
     "ecs",
+    "events",
     "iam",
     "lambda",
     "logs",

@@ -108,9 +108,12 @@ class Scenario:
 def execute(
     stack: LocalStack, execution_input: Any, observer: Observer | None, name: str | None = None
 ) -> ExecutionOutcome:
-    """Start the state machine and follow the execution to its end."""
+    """Start the state machine, follow the execution to its end, and hand its status-change event to the rules'
+    targets as EventBridge would (moto emits none): an execution stopped at its step is notified."""
     arn = stack.start_execution(execution_input, name=name)
-    return follow(stack.client("stepfunctions"), arn, observer, poll_seconds=0.1, timeout_seconds=600)
+    outcome = follow(stack.client("stepfunctions"), arn, observer, poll_seconds=0.1, timeout_seconds=600)
+    stack.deliver_status_change(arn)
+    return outcome
 
 
 def apply_migrations(stack: LocalStack, migrations_dir: Path | None = None) -> None:
@@ -365,6 +368,7 @@ def _kafka_down_then_redrive(stack: LocalStack, observer: Observer | None) -> Sc
     arn = stack.start_execution({"imageTag": DEFAULT_TAG})
     tracker = HistoryTracker()
     failed = follow(sfn, arn, observer, poll_seconds=0.1, timeout_seconds=600, tracker=tracker)
+    stack.deliver_status_change(arn)  # the stopped-at-step notification, with the command run below
     stopped = stack.snapshot()
     stack.restart_kafka()
     command = redrive_command(arn, aws_cli_options(aws.region, None, aws.endpoint_url))

@@ -18,6 +18,11 @@ without it - when that one fails after a moto upgrade, the fix can go):
   plain function ARN is reported as ``Exception`` by moto, so the standard ``Lambda.ServiceException`` /
   ``Lambda.TooManyRequestsException`` ... retry block never matches. AWS reports ``Lambda.<code>`` for both Resource
   forms; the seam does what moto already does for ``arn:aws:states:::lambda:invoke``.
+- GetExecutionHistory ignores ``maxResults``, ``nextToken`` and ``reverseOrder`` in moto: every event, oldest first,
+  in one answer. AWS pages (``maxResults`` 1-1000, 0 or absent: 100; a ``nextToken`` while more remain) and
+  ``reverseOrder`` lists newest first; so does the seam (notify_stopped reads an execution's end backwards).
+- DescribeExecution of a TIMED_OUT execution has no ``stopDate`` in moto (it adds one for SUCCEEDED, FAILED and
+  ABORTED only, though its execution has one). AWS gives it for every ended execution; so does the seam.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 
 from deployflow.local._patching import AttributePatch, PatchSet, Seam
 
+HISTORY_DEFAULT_PAGE = 100  # GetExecutionHistory's page when maxResults is 0 or absent (API reference)
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -128,6 +134,35 @@ class InterpreterFixes(Seam):
             now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
             return int((moment - now).total_seconds())
 
+        from moto.core.responses import ActionResult
+        from moto.stepfunctions.exceptions import InvalidToken
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        def get_execution_history(response: Any) -> Any:
+            history = response.stepfunction_backend.get_execution_history(response._get_param("executionArn"))
+            events = list(history["events"])
+            if response._get_param("reverseOrder"):
+                events.reverse()
+            size = response._get_int_param("maxResults") or HISTORY_DEFAULT_PAGE
+            token = response._get_param("nextToken")
+            if token is not None and not str(token).isdigit():
+                raise InvalidToken(f"Invalid token: {token}")
+            start = int(token or 0)
+            page: dict[str, Any] = {"events": events[start : start + size]}
+            if start + size < len(events):
+                page["nextToken"] = str(start + size)
+            return ActionResult(page)
+
+        original_describe: Any = StepFunctionResponse.describe_execution
+
+        def describe_execution(response: Any) -> Any:
+            answer = original_describe(response)
+            execution = response.stepfunction_backend.describe_execution(response._get_param("executionArn"))
+            result = answer.result
+            if isinstance(result, dict) and "stopDate" not in result and execution.status == "TIMED_OUT":
+                result["stopDate"] = execution.stop_date
+            return answer
+
         patches = PatchSet(
             "sfn-fixes",
             [
@@ -137,6 +172,8 @@ class InterpreterFixes(Seam):
                 AttributePatch(is_operator.IsTimestamp, "string_to_timestamp", staticmethod(string_to_timestamp)),
                 AttributePatch(timestamp.Timestamp, "_get_wait_seconds", get_wait_seconds),
                 AttributePatch(StateTaskLambda, "_from_error", lambda_from_error),
+                AttributePatch(StepFunctionResponse, "get_execution_history", get_execution_history),
+                AttributePatch(StepFunctionResponse, "describe_execution", describe_execution),
             ],
         )
         self._apply_patches(patches)

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import uuid
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -43,6 +43,7 @@ from deployflow.local.inspect import (
 )
 from deployflow.local.kafka import KafkaBroker
 from deployflow.local.postgres import ConnectionParams, PostgresCluster
+from deployflow.local.status_events import ENDED, Delivery, deliver, status_change_event
 from deployflow.local.task_definitions import migration_task_definition
 from deployflow.local.template import ASL_PATH, REPO_ROOT, SamTemplate
 
@@ -121,6 +122,7 @@ class LocalStack:
         self.cloudformation_stack: DeployedStack | None = None
         self.ignored_overrides: list[str] = []
         self.image_digests: dict[str, str] = {}
+        self.deliveries: list[Delivery] = []  # status-change events handed to the rules' targets (status_events.py)
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -181,6 +183,23 @@ class LocalStack:
             input=json.dumps(execution_input),
         )
         return str(response["executionArn"])
+
+    def deliver_status_change(self, execution_arn: str) -> list[Delivery]:
+        """Hand an ended execution's status-change event to the rules' Lambda targets, as EventBridge would
+        (status_events.py: moto emits no such event); what each target returned."""
+        description = self.client("stepfunctions").describe_execution(executionArn=execution_arn)
+        if description["status"] not in ENDED:
+            return []
+        event = status_change_event(description, ACCOUNT_ID, self._aws.region)
+        found = deliver(self.client("events"), self.client("lambda"), event)
+        if self.cloudformation_stack is not None:  # name rules and functions as the template does
+            logical = {physical: name for name, (_, physical) in self.cloudformation_stack.resources.items()}
+            found = [
+                replace(d, rule=logical.get(d.rule, d.rule), function=logical.get(d.function, d.function))
+                for d in found
+            ]
+        self.deliveries.extend(found)
+        return found
 
     def migration_env(self) -> dict[str, str]:
         """The environment `python -m dbmigrate` needs to reach the local database (for checks and scenarios)."""
@@ -365,14 +384,14 @@ class LocalStack:
         package(aws)
         deployed = create_stack(aws, STACK_NAME, translate(region=aws.region), parameters)
         self.cloudformation_stack = deployed
+        self.topic_arn = deployed.outputs["NotificationTopicArn"]
+        template.attributes["NotificationTopic"] = self.topic_arn  # first: a function's environment refers to it
         lambda_client = aws.client("lambda")
         for spec in template.functions():
             name = deployed.physical_id(spec.logical_id)
             arn = str(lambda_client.get_function(FunctionName=name)["Configuration"]["FunctionArn"])
             self.function_arns[spec.logical_id] = arn
             template.attributes[f"{spec.logical_id}.Arn"] = arn
-        self.topic_arn = deployed.outputs["NotificationTopicArn"]
-        template.attributes["NotificationTopic"] = self.topic_arn
         definition = ASL_PATH.read_text(encoding="utf-8")
         for key, value in template.definition_substitutions().items():
             definition = definition.replace("${" + key + "}", value)

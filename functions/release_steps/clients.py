@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_ecs import ECSClient
     from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_stepfunctions import SFNClient
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
@@ -45,7 +46,13 @@ def stepfunctions() -> SFNClient:
     return boto3.client("stepfunctions", config=_CONFIG)
 
 
+@cache
+def sns() -> SNSClient:
+    """The cached SNS client."""
+    return boto3.client("sns", config=_CONFIG)
+
+
 def reset() -> None:
     """Drop cached clients (tests and the local stack switch endpoints or credentials)."""
-    for accessor in (ecr, ecs, logs, stepfunctions):
+    for accessor in (ecr, ecs, logs, stepfunctions, sns):
         accessor.cache_clear()

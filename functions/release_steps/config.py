@@ -144,6 +144,12 @@ class KafkaSettings(EnvSettings):
         return value
 
 
+class NotificationSettings(EnvSettings):
+    """Where the notification of an execution stopped at its step is published."""
+
+    topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN", pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:.+$")
+
+
 @cache
 def release_settings() -> ReleaseSettings:
     """Release settings of this function, parsed once."""
@@ -174,7 +180,20 @@ def kafka_settings() -> KafkaSettings:
     return KafkaSettings.from_mapping(os.environ)
 
 
+@cache
+def notification_settings() -> NotificationSettings:
+    """Notification settings of this function, parsed once."""
+    return NotificationSettings.from_mapping(os.environ)
+
+
 def reset() -> None:
     """Forget parsed settings (tests and the local stack change the environment between invocations)."""
-    for loader in (release_settings, image_settings, ecs_settings, database_settings, kafka_settings):
+    for loader in (
+        release_settings,
+        image_settings,
+        ecs_settings,
+        database_settings,
+        kafka_settings,
+        notification_settings,
+    ):
         loader.cache_clear()

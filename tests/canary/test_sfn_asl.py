@@ -7,6 +7,8 @@ import json
 import re
 from typing import Any
 
+from release_steps.execution_history import read_last_visit
+
 from deployflow.local.aws import LocalAws
 from tests.canary.conftest import Deploy, Execute
 
@@ -329,3 +331,53 @@ def test_given_no_execution_name_when_started_twice_then_each_gets_a_unique_uuid
     assert names[0] != names[1]
     for name in names:
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", name), name
+
+
+def test_given_a_history_when_read_backwards_in_pages_then_it_is_newest_first_bounded_and_complete(
+    any_local_aws: LocalAws, execute: Execute
+) -> None:
+    # AWS pages GetExecutionHistory (maxResults, nextToken) and lists newest first with reverseOrder; notify_stopped
+    # reads an execution's end that way. moto answers everything oldest first (test_moto_native); the seam pages.
+    states: dict[str, dict[str, Any]] = {f"P{n}": {"Type": "Pass", "Next": f"P{n + 1}"} for n in range(5)}
+    states["P5"] = {"Type": "Pass", "End": True}
+    run = execute({"StartAt": "P0", "States": states})
+    assert run.status == "SUCCEEDED", run.explain()
+    sfn = any_local_aws.client("stepfunctions")
+    arn = run.description["executionArn"]
+
+    first = sfn.get_execution_history(executionArn=arn, maxResults=3, reverseOrder=True)
+    pages = [first["events"]]
+    token = first.get("nextToken")
+    while token:
+        page = sfn.get_execution_history(executionArn=arn, maxResults=3, reverseOrder=True, nextToken=token)
+        pages.append(page["events"])
+        token = page.get("nextToken")
+
+    assert all(len(page) <= 3 for page in pages), [len(p) for p in pages]
+    ids = [e["id"] for page in pages for e in page]
+    assert ids == sorted((e["id"] for e in run.events), reverse=True), "backwards, every event once"
+    assert pages[0][0]["type"] == "ExecutionSucceeded"
+    forward = sfn.get_execution_history(executionArn=arn)
+    assert [e["id"] for e in forward["events"]] == sorted(ids)[:100], "no maxResults: the first 100, oldest first"
+
+    # What notify_stopped reads: from the last state entered to the end, oldest first; bounded.
+    tail, complete = read_last_visit(sfn, arn, page_events=2)
+    assert complete
+    assert [e["type"] for e in tail] == ["PassStateEntered", "PassStateExited", "ExecutionSucceeded"], tail
+    assert tail[0]["stateEnteredEventDetails"]["name"] == "P5"
+    cut, complete = read_last_visit(sfn, arn, page_events=1, max_pages=2)
+    assert not complete, "two pages of one event cannot reach the last state's entry (three events back)"
+    assert [e["type"] for e in cut] == ["PassStateExited", "ExecutionSucceeded"]
+
+
+def test_given_an_execution_past_its_timeout_then_describe_execution_gives_its_stop_date(
+    any_local_aws: LocalAws, execute: Execute
+) -> None:
+    # AWS: stopDate for every ended execution; moto leaves it out for TIMED_OUT (test_moto_native), the seam adds it.
+    run = execute(
+        {"StartAt": "W", "TimeoutSeconds": 1, "States": {"W": {"Type": "Wait", "Seconds": 36000, "End": True}}}
+    )
+
+    assert run.status == "TIMED_OUT", run.explain()
+    assert run.description["stopDate"] >= run.description["startDate"]
+    assert run.of_type("ExecutionTimedOut"), run.explain()

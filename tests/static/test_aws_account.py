@@ -150,13 +150,17 @@ def test_given_the_notification_topic_then_it_is_encrypted_and_every_publisher_m
     assert key["Condition"] == "CreateNotificationKey"
     assert key["Properties"]["EnableKeyRotation"] is True
     statements = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
-    alarm, rule = statements["FailureAlarmPublishes"], statements["StoppedAtStepRulePublishes"]
+    alarm = statements["FailureAlarmPublishes"]
     assert alarm["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
-    assert rule["Principal"] == {"Service": "events.amazonaws.com"}
-    for statement in (alarm, rule):
-        assert set(statement["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
-    assert "Condition" not in rule, "EventBridge's KMS requests carry no source keys: a condition drops every event"
+    assert set(alarm["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    services = {s["Principal"].get("Service") for s in statements.values() if "Service" in s.get("Principal", {})}
+    assert services == {"cloudwatch.amazonaws.com"}, (
+        "only the alarm publishes as a service; EventBridge invokes NotifyStoppedFunction, which publishes as its role"
+    )
 
+    notifier = list(_statements(docs.functions()["NotifyStoppedFunction"]["Policies"]))
+    assert set(_actions(_by_sid(notifier, "PublishToTheEncryptedTopic"))) == {"kms:Decrypt", "kms:GenerateDataKey"}
+    assert _by_sid(notifier, "PublishToTheEncryptedTopic")["Resource"] == key_ref
     machine = list(_statements(docs.state_machine()["Policies"]))
     publish = _by_sid(machine, "PublishToTheEncryptedTopic")
     assert set(_actions(publish)) == {"kms:Decrypt", "kms:GenerateDataKey"}

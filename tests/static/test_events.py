@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from release_steps import models
+from release_steps import models, notify_stopped
 
 from tests.static.documents import ROOT, template
 
@@ -26,6 +26,7 @@ INPUT_MODELS: dict[str, type[BaseModel]] = {
     "check_services": models.RolloutStepInput,
     "record": models.RecordStepInput,
     "summarize_failure": models.SummarizeFailureInput,
+    "notify_stopped": notify_stopped.ExecutionStatusChangeEvent,
 }
 
 

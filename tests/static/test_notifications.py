@@ -3,7 +3,8 @@
 Only terminal errors go through the workflow's own failure path (Summarize failure -> Notify failure). Any other end
 (a transient error after its retries, States.Timeout, an unexpected exception, the execution timeout, an abort)
 leaves the execution at the step that was running, where a redrive resumes; Step Functions publishes the status
-change to the default event bus and ReleaseStoppedAtStepRule sends it to the notification topic.
+change to the default event bus and ReleaseStoppedAtStepRule hands it to NotifyStoppedFunction, which reads the
+history and publishes to the notification topic (its message: tests/functional/test_notify_stopped.py).
 
 The event pattern is checked with moto's EventBridge matcher (moto.events.models.EventPattern), against events shaped
 like the examples of "EventBridge (CloudWatch Events) for Step Functions execution status changes". The two
@@ -15,7 +16,6 @@ but null (localstack issue 9711, reproduced there against AWS).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, cast
 
 import pytest
@@ -27,6 +27,7 @@ from tests.static import documents as docs
 RULE = "ReleaseStoppedAtStepRule"
 ALARM = "ReleaseFailureAlarm"
 TOPIC = "NotificationTopic"
+FUNCTION = "NotifyStoppedFunction"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:deployflow-prod-release"
 OTHER_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:someone-elses-workflow"
 EXECUTION_ARN = "arn:aws:states:us-east-1:123456789012:execution:deployflow-prod-release:release-2026-11-23-4"
@@ -43,14 +44,14 @@ LAMBDA_CAUSE = json.dumps(
 
 def _rule() -> dict[str, Any]:
     rules = docs.resources("AWS::Events::Rule")
-    assert set(rules) == {RULE}, f"expected one EventBridge rule, {RULE}; found {sorted(rules)}"
+    assert RULE in rules, f"expected the EventBridge rule {RULE}; found {sorted(rules)}"
     properties: dict[str, Any] = rules[RULE]["Properties"]
     return properties
 
 
 def _target() -> dict[str, Any]:
     targets = _rule()["Targets"]
-    assert len(targets) == 1, f"{RULE} must have one target (the notification topic), has {len(targets)}"
+    assert len(targets) == 1, f"{RULE} must have one target ({FUNCTION}), has {len(targets)}"
     target: dict[str, Any] = targets[0]
     return target
 
@@ -175,57 +176,40 @@ def test_given_another_state_machine_s_failure_then_the_rule_stays_quiet() -> No
     assert _matches(_matcher(), _event("FAILED", "KafkaUnreachableError"))
 
 
-# --- the message --------------------------------------------------------------------------------------------------
+# --- the target ---------------------------------------------------------------------------------------------------
 
 
-def _placeholders(template: str) -> set[str]:
-    return set(re.findall(r"<([A-Za-z0-9_.-]+)>", template))
-
-
-def _render(transformer: dict[str, Any], event: dict[str, Any]) -> str:
-    """What EventBridge hands SNS for a string template: the string, each <variable> replaced by the value at its
-    path, unescaped ("Transforming target input": values extracted by InputPath are not escaped)."""
-    text = json.loads(transformer["InputTemplate"])
-    assert isinstance(text, str)
-    for variable, path in transformer["InputPathsMap"].items():
-        value: Any = event
-        for key in path.removeprefix("$.").split("."):
-            value = value[key]
-        text = text.replace(f"<{variable}>", str(value))
-    return text
-
-
-def test_given_the_target_then_it_publishes_a_readable_message_to_the_notification_topic() -> None:
+def test_given_the_target_then_the_notify_function_gets_the_whole_event_and_may_be_invoked_only_by_the_rule() -> None:
     target = _target()
-    assert target["Arn"] == {"Ref": TOPIC}
-    transformer = target["InputTransformer"]
-    template = json.loads(transformer["InputTemplate"])
-    assert isinstance(template, str), "a JSON string template: SNS receives one paragraph of text, not a document"
-    assert "\n" not in template, "one paragraph"
-    assert _placeholders(template) == set(transformer["InputPathsMap"]), "every variable defined and used"
-    assert transformer["InputPathsMap"] == {
-        "name": "$.detail.name",
-        "arn": "$.detail.executionArn",
-        "status": "$.detail.status",
-        "error": "$.detail.error",
-        "cause": "$.detail.cause",
-    }
-    command = "aws stepfunctions redrive-execution --execution-arn <arn>"
-    assert command in template, f"the message must carry the redrive command {command!r}"
-    # The cause is a Lambda error's JSON, inserted unescaped: it goes last, so nothing after it can be garbled.
-    assert template.rstrip().endswith("<cause>"), "the cause must come last"
-    assert template.index(command) < template.index("<cause>")
+    assert target["Arn"] == {"Fn::GetAtt": [FUNCTION, "Arn"]}
+    assert not {"Input", "InputPath", "InputTransformer"} & set(target), "the function parses the event as AWS sends it"
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1, "a failed invocation is retried"
+    [permission] = [
+        p["Properties"]
+        for p in docs.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [FUNCTION, "Arn"]}
+    ]
+    assert permission["Action"] == "lambda:InvokeFunction"
+    assert permission["Principal"] == "events.amazonaws.com"
+    assert permission["SourceArn"] == {"Fn::GetAtt": [RULE, "Arn"]}, "EventBridge may invoke it for this rule only"
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
-def test_given_a_kafka_failure_event_then_the_message_names_the_execution_the_error_and_the_command() -> None:
-    event = _event("FAILED", "KafkaUnreachableError", LAMBDA_CAUSE)
-    assert _matches(_matcher(), event)
-    message = _render(_target()["InputTransformer"], event)
-    assert f"aws stepfunctions redrive-execution --execution-arn {EXECUTION_ARN} " in message
-    assert "ended FAILED (error: KafkaUnreachableError)" in message
-    assert "release-2026-11-23-4" in message
-    assert message.endswith(f"Cause: {LAMBDA_CAUSE}")
-    assert "<" not in message.replace(LAMBDA_CAUSE, ""), f"a placeholder was left in: {message}"
+def test_given_the_notify_function_then_it_reads_only_release_executions_and_publishes_only_to_the_topic() -> None:
+    function = docs.functions()[FUNCTION]
+    assert function["Handler"] == "release_steps.notify_stopped.lambda_handler"
+    assert function["Environment"]["Variables"]["NOTIFICATION_TOPIC_ARN"] == {"Ref": TOPIC}
+    policies = function["Policies"]
+    assert {"SNSPublishMessagePolicy": {"TopicName": {"Fn::GetAtt": [TOPIC, "TopicName"]}}} in policies
+    statements = [s for p in policies if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+    actions = sorted(a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
+    assert actions == ["kms:Decrypt", "kms:GenerateDataKey", "states:GetExecutionHistory"], actions
+    [history] = [s for s in statements if s["Action"] == "states:GetExecutionHistory"]
+    assert history["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${AWS::StackName}-release:*"
+    }, "the history of the release state machine's executions only"
+    machine = docs.resources("AWS::Serverless::StateMachine")["ReleaseStateMachine"]["Properties"]
+    assert machine["Name"] == {"Fn::Sub": "${AWS::StackName}-release"}, "the policy's ARN is built from this name"
 
 
 # --- the topic policy ---------------------------------------------------------------------------------------------
@@ -248,14 +232,9 @@ def _statement_for(service: str) -> dict[str, Any]:
     return statement
 
 
-def test_given_the_topic_policy_then_only_the_rule_may_publish_as_eventbridge() -> None:
-    statement = _statement_for("events.amazonaws.com")
-    assert statement["Effect"] == "Allow"
-    assert statement["Action"] == "sns:Publish"
-    assert statement["Resource"] == {"Ref": TOPIC}
-    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [RULE, "Arn"]}}}, (
-        "EventBridge may publish only on behalf of this rule (aws:SourceArn)"
-    )
+def test_given_the_topic_policy_then_eventbridge_may_not_publish_the_function_does_with_its_role() -> None:
+    services = [s.get("Principal", {}).get("Service") for s in _topic_policy()["PolicyDocument"]["Statement"]]
+    assert "events.amazonaws.com" not in services, f"{RULE} targets {FUNCTION}, not the topic: no statement for it"
 
 
 def test_given_the_topic_policy_replaces_the_default_then_the_failure_alarm_may_still_publish() -> None:

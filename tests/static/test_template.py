@@ -26,6 +26,7 @@ SETTINGS_BY_MODULE: dict[str, set[str]] = {
     "release_steps.check_services": {"ecs_settings"},
     "release_steps.record": set(),
     "release_steps.summarize_failure": {"ecs_settings"},
+    "release_steps.notify_stopped": {"notification_settings"},
 }
 SETTINGS_CLASSES: dict[str, type[config.EnvSettings]] = {
     "release_settings": config.ReleaseSettings,
@@ -33,7 +34,10 @@ SETTINGS_CLASSES: dict[str, type[config.EnvSettings]] = {
     "ecs_settings": config.EcsSettings,
     "database_settings": config.DatabaseSettings,
     "kafka_settings": config.KafkaSettings,
+    "notification_settings": config.NotificationSettings,
 }
+# What a !Ref of a stack resource in a function's environment resolves to once deployed (an SNS topic: its ARN).
+DEPLOYED_REFS = {"NotificationTopic": "arn:aws:sns:eu-west-1:123456789012:deployflow-prod-NotificationTopic-1A2B3C"}
 # Set for every function by Globals; read by Powertools, not by config.py.
 GLOBAL_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
 # The functions that open connections into the VPC (database, brokers); nothing else sits in a VPC.
@@ -87,7 +91,17 @@ def test_given_every_lambda_task_then_the_state_machine_may_invoke_exactly_those
         if isinstance(policy, dict) and "LambdaInvokePolicy" in policy
     }
     assert invoked == allowed, f"invoked but not allowed: {invoked - allowed}; allowed but unused: {allowed - invoked}"
-    assert invoked == set(docs.functions()), f"functions no state invokes: {set(docs.functions()) - invoked}"
+    # The rest are EventBridge rules' targets (notifications of an execution's end), never the state machine's.
+    rule_targets = {
+        target["Arn"]["Fn::GetAtt"][0]
+        for rule in docs.resources("AWS::Events::Rule").values()
+        for target in rule["Properties"]["Targets"]
+        if "Fn::GetAtt" in target["Arn"]
+    }
+    assert not invoked & rule_targets, f"invoked by both a state and a rule: {invoked & rule_targets}"
+    assert invoked | rule_targets == set(docs.functions()), (
+        f"functions neither a state nor a rule invokes: {set(docs.functions()) - invoked - rule_targets}"
+    )
 
 
 def test_given_the_notification_topic_then_the_state_machine_may_publish_to_it() -> None:
@@ -137,7 +151,7 @@ def test_given_a_step_module_then_it_loads_only_the_settings_declared_for_it(mod
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_given_an_environment_of_samconfig_then_every_function_s_settings_parse(environment: str) -> None:
-    parameters = docs.parameter_values(environment)
+    parameters = {**docs.parameter_values(environment), **DEPLOYED_REFS}
     for logical_id, function in docs.functions().items():
         variables = {
             name: docs.resolve(value, parameters) for name, value in function["Environment"]["Variables"].items()

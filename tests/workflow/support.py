@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -322,3 +323,56 @@ def descendants(root: int) -> dict[int, str]:
                 found[pid] = f"[{process_state(pid)}] {cmdline.strip()[:200]}"
                 frontier.append(pid)
     return found
+
+
+# --- the notification of an execution stopped at its step ------------------------------------------------------------
+
+
+def assert_stopped_notification(sfn: Any, inbox: Inbox, execution_arn: str, region: str) -> list[str]:
+    """The one notification of an execution stopped at its step, checked line by line against the execution as
+    DescribeExecution and its raw history (read forward, in full, here) tell it; its lines."""
+    description = sfn.describe_execution(executionArn=execution_arn)
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events += page["events"]
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    last_entry = max(i for i, e in enumerate(events) if e["type"].endswith("StateEntered"))
+    state = events[last_entry]["stateEnteredEventDetails"]["name"]
+    attempts = sum(e["type"] in ("LambdaFunctionScheduled", "TaskScheduled") for e in events[last_entry:])
+    took = (description["stopDate"] - description["startDate"]).total_seconds()
+
+    notes = inbox.notifications()
+    assert len(notes) == 1, f"expected the one notification of the stopped execution, got {notes}"
+    [note] = notes
+    lines = note.message.splitlines()
+    status, name = description["status"], description["name"]
+    assert note.subject == f"deployflow {name}: {status} at {state}", note.subject
+    headline = re.fullmatch(
+        rf"deployflow release {re.escape(name)} {status} at {re.escape(state)} in (\d+\.\d)s", lines[0]
+    )
+    assert headline, f"headline {lines[0]!r}: expected {status} at {state} with the duration"
+    assert abs(float(headline.group(1)) - took) <= 0.06, (
+        f"duration {headline.group(1)}s, the execution took {took:.3f}s"
+    )
+    assert lines[1] == f"execution: {execution_arn}"
+    rest = lines[2:]
+    if attempts:
+        assert rest.pop(0) == f"attempts: {attempts} at {state}", lines
+    error = description.get("error")
+    expected_error = error or (
+        "States.Timeout (the execution ran past its TimeoutSeconds)" if status == "TIMED_OUT" else "(none given)"
+    )
+    assert rest.pop(0) == f"error: {expected_error}", lines
+    if description.get("cause"):
+        message = " ".join(messages.cause_message(description["cause"]).split())
+        clipped = message if len(message) <= 1500 else message[:1499] + "…"
+        assert rest.pop(0) == f"cause: {clipped}", lines
+    assert rest == [
+        "next: fix the cause, then resume at this state: aws stepfunctions redrive-execution "
+        f"--execution-arn {execution_arn} --region {region}"
+    ], lines
+    return lines

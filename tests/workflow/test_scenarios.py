@@ -42,6 +42,7 @@ from tests.workflow.support import (
     SERVICES_LOOP,
     Inbox,
     all_tasks,
+    assert_stopped_notification,
     cause_error_type,
     cause_message,
     column_exists,
@@ -563,7 +564,7 @@ def test_given_kafka_down_then_create_topics_retries_with_capped_backoff_and_fai
 
     assert_failed_with(o, "KafkaUnreachableError", bootstrap(stack), "Kafka not reachable")
     # A transient error whose retries ran out is not caught: the execution fails at the step (a redrive resumes
-    # there) and the EventBridge rule, not the workflow, notifies; moto emits no such event, so SNS stays silent.
+    # there) and the EventBridge rule, not the workflow, notifies (the local stack hands it the status-change event).
     assert_path(
         o,
         [
@@ -604,7 +605,15 @@ def test_given_kafka_down_then_create_topics_retries_with_capped_backoff_and_fai
 
     assert "Restart services" not in o.path, describe(o)
     assert_services_not_restarted(stack, result)
-    assert inbox.notifications() == [], "the workflow published a summary for an uncaught transient error"
+    # Not the workflow's summary: ReleaseStoppedAtStepRule's target, with the state, attempts and redrive command.
+    stopped = assert_stopped_notification(stack.client("stepfunctions"), inbox, o.execution_arn, stack.aws.region)
+    assert f"attempts: {1 + max_attempts} at Create Kafka topics" in stopped, stopped
+    assert stopped[0].startswith(
+        f"deployflow release {o.execution_arn.rsplit(':', 1)[-1]} FAILED at Create Kafka topics"
+    )
+    assert [(d.rule, d.function, d.error) for d in stack.deliveries] == [
+        ("ReleaseStoppedAtStepRule", "NotifyStoppedFunction", None)
+    ]
 
     # The report as printed: the state, the error, the real duration and attempts, the exact redrive command.
     report = printed(stack, o).splitlines()
@@ -684,8 +693,10 @@ def test_given_kafka_down_then_back_when_the_stopped_execution_is_redriven_then_
     assert all(now[name] != before[name] for name in SERVICES), (before, now)
     assert len(stack.aws.ecs.runs) == 1, "the migration task ran again"
     notes = inbox.notifications()
-    assert len(notes) == 1, f"expected only the success notification, got {notes}"
-    assert f"release {DEFAULT_TAG} succeeded" in notes[0].subject, notes[0].subject
+    assert len(notes) == 2, f"expected the stopped-at-step notification, then the success one, got {notes}"
+    assert notes[0].subject == f"deployflow {arn.rsplit(':', 1)[-1]}: FAILED at Create Kafka topics", notes[0].subject
+    assert f"aws stepfunctions redrive-execution --execution-arn {arn} --region {stack.aws.region}" in notes[0].message
+    assert f"release {DEFAULT_TAG} succeeded" in notes[1].subject, notes[1].subject
 
     # `deployflow watch ARN` after the redrive follows the whole history to SUCCEEDED.
     env = {**base_environment(), **stack.client_environment()}
@@ -714,7 +725,11 @@ def test_given_a_step_outliving_its_function_timeout_then_the_task_fails_with_sa
     # Not in any Retry of the state (a timed-out step may have half-done its work): one attempt, then the end.
     assert topics_visit.attempts == 1, topics_visit
     assert "Summarize failure" not in o.path, describe(o)
-    assert inbox.notifications() == [], "the workflow published a summary for an error it does not own"
+    # Not the workflow's summary (it does not own the error): the stopped-at-step notification, one attempt.
+    assert stack.aws is not None
+    stopped = assert_stopped_notification(stack.client("stepfunctions"), inbox, o.execution_arn, stack.aws.region)
+    assert "attempts: 1 at Create Kafka topics" in stopped, stopped
+    assert "error: Sandbox.Timedout" in stopped, stopped
     assert_services_not_restarted(stack, result)
     # The emulator killed the timed-out runtime; the function's next invocation gets a fresh one that works.
     response = stack.client("lambda").invoke(
