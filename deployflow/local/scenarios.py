@@ -26,12 +26,17 @@ from dbmigrate.files import discover_migrations
 
 from deployflow.local.inspect import Snapshot, migration_history
 from deployflow.local.stack import CLUSTER, DEFAULT_TAG, SERVICES, TOPICS, LocalStack, create_service
-from deployflow.local.template import ASL_PATH, REPO_ROOT
+from deployflow.local.template import ASL_PATH, REPO_ROOT, catch_target, state_of
 from deployflow.progress import ExecutionOutcome, HistoryTracker, ProgressEvent, follow, read_history
 from deployflow.render import aws_cli_options, redrive_command
 
 Observer = Callable[[ProgressEvent], None]
 MAIN_TABLES = ("clients", "rules", "endpoints", "notifications")
+# The states the scenarios' checks name, as the ASL names them (found by the function each one invokes).
+TOPICS_STATE = state_of("CreateTopicsFunction")
+VALIDATE_STATE = state_of("PrepareFunction")
+RUN_MIGRATION_STATE = state_of("RunMigrationFunction")
+SUMMARIZE_STATE = state_of("SummarizeFailureFunction")
 
 BROKEN_MIGRATION = """\
 -- A release's migration that fails half-way: the table and the column must not survive the rollback.
@@ -339,12 +344,12 @@ def _kafka_down(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
     before = stack.snapshot()
     outcome = execute(stack, {"imageTag": DEFAULT_TAG}, observer)
     after = stack.snapshot()
-    topics_visit = [v for v in outcome.visits if v.name == "Create Kafka topics"]
+    topics_visit = [v for v in outcome.visits if v.name == TOPICS_STATE]
     attempts = topics_visit[-1].attempts if topics_visit else 0
     aws = stack.aws
     assert aws is not None
     waits = [d for d in aws.time.delays if d.kind == "retry"]
-    caps = _retry_caps("Create Kafka topics", "KafkaUnreachableError")
+    caps = _retry_caps(TOPICS_STATE, "KafkaUnreachableError")
     checks = [
         Check("Create Kafka topics was retried (transient error)", attempts > 1, f"{attempts} attempt(s)"),
         Check(
@@ -383,7 +388,7 @@ def _kafka_down_then_redrive(stack: LocalStack, observer: Observer | None) -> Sc
         Check(
             "the first run stopped at Create Kafka topics with KafkaUnreachableError, uncaught (redrivable)",
             (failed.status, failed.error, failed.failed_state, failed.redrivable)
-            == ("FAILED", "KafkaUnreachableError", "Create Kafka topics", True),
+            == ("FAILED", "KafkaUnreachableError", TOPICS_STATE, True),
             f"{failed.status} {failed.error} at {failed.failed_state}",
         ),
         _unchanged("Kafka topics while the broker was down", before.topics, stopped.topics),
@@ -395,8 +400,8 @@ def _kafka_down_then_redrive(stack: LocalStack, observer: Observer | None) -> Sc
         ),
         Check(
             "the redrive resumed at Create Kafka topics: the steps before it ran once",
-            all(outcome.path.count(s) == 1 for s in ("Validate release request", "Run migration task"))
-            and outcome.path.count("Create Kafka topics") == 2,
+            all(outcome.path.count(s) == 1 for s in (VALIDATE_STATE, RUN_MIGRATION_STATE))
+            and outcome.path.count(TOPICS_STATE) == 2,
             " → ".join(outcome.path),
         ),
         Check(
@@ -453,7 +458,7 @@ def _step_timeout(stack: LocalStack, observer: Observer | None) -> ScenarioResul
     finally:
         lambda_client.update_function_configuration(FunctionName=function, Timeout=configured)
     after = stack.snapshot()
-    topics = [v for v in outcome.visits if v.name == "Create Kafka topics"]
+    topics = [v for v in outcome.visits if v.name == TOPICS_STATE]
     errors = [e for v in topics for e, _ in v.errors]
     took = (ended - topics[-1].entered_at).total_seconds() if topics else None
     checks = [
@@ -465,7 +470,7 @@ def _step_timeout(stack: LocalStack, observer: Observer | None) -> ScenarioResul
         ),
         Check(
             "not caught as a terminal error (no failure summary)",
-            "Summarize failure" not in outcome.path,
+            SUMMARIZE_STATE not in outcome.path,
             " -> ".join(outcome.path[-3:]),
         ),
         _error_mentions(outcome, f"Task timed out after {STEP_TIMEOUT_SECONDS}.00 seconds"),
@@ -516,7 +521,7 @@ def _concurrent(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
         sfn = stack.client("stepfunctions")
         watcher = threading.Thread(target=lambda: first.append(follow(sfn, first_arn, observer, 0.1, 600)))
         watcher.start()
-        _wait_until_running(sfn, first_arn, "Check migration image")
+        _wait_until_running(sfn, first_arn, state_of("CheckImageFunction"))
         second = execute(stack, {"imageTag": DEFAULT_TAG}, None, name=f"concurrent-second-{int(time.time())}")
         watcher.join(600)
     after = stack.snapshot()
@@ -563,7 +568,7 @@ def _invalid_input(stack: LocalStack, observer: Observer | None) -> ScenarioResu
         _error_mentions(outcome, "imageTag", "dryrun"),
         Check(
             "no step after validation ran",
-            outcome.path[2:4] == ["Validate release request failed", "Summarize failure"],
+            outcome.path[2:4] == [catch_target(VALIDATE_STATE), SUMMARIZE_STATE],
             " → ".join(outcome.path),
         ),
         *_nothing_changed(before, after),
@@ -700,7 +705,7 @@ def _service_missing(stack: LocalStack, observer: Observer | None) -> ScenarioRe
         _error_mentions(outcome, gone),
         Check(
             "it ended before the migration",
-            "Run migration task" not in outcome.path and outcome.failed_state == "Validate release request",
+            RUN_MIGRATION_STATE not in outcome.path and outcome.failed_state == VALIDATE_STATE,
             f"failed at {outcome.failed_state}; " + " → ".join(outcome.path),
         ),
         _unchanged("database tables (untouched)", before.tables, after.tables),

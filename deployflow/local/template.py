@@ -8,9 +8,11 @@ stack cannot follow fails loudly instead of silently running with different wiri
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,31 @@ def _as_env(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+@cache
+def state_of(function_logical_id: str) -> str:
+    """The ASL state whose Task invokes a template function (``CreateTopicsFunction`` -> ``Create Kafka topics``):
+    the ASL's ``${XArn}`` Resource and the template's DefinitionSubstitutions, so no state name is written twice."""
+    document = cfn_yaml.load(str(TEMPLATE_PATH))
+    machines = [r for r in document["Resources"].values() if r.get("Type") == "AWS::Serverless::StateMachine"]
+    substitutions = machines[0]["Properties"]["DefinitionSubstitutions"]
+    keys = {
+        k
+        for k, v in substitutions.items()
+        if isinstance(v, dict) and v.get("Fn::GetAtt") == [function_logical_id, "Arn"]
+    }
+    states = json.loads(ASL_PATH.read_text(encoding="utf-8"))["States"]
+    found = [name for name, state in states.items() if state.get("Resource") in {"${" + k + "}" for k in keys}]
+    if len(found) != 1:
+        raise TemplateError(f"{function_logical_id}: {len(found)} ASL states invoke it ({found}), expected one")
+    return str(found[0])
+
+
+def catch_target(state: str) -> str:
+    """Where a state's Catch goes (the Pass that names the failed state)."""
+    states = json.loads(ASL_PATH.read_text(encoding="utf-8"))["States"]
+    targets = {catcher["Next"] for catcher in states[state].get("Catch", [])}
+    if len(targets) != 1:
+        raise TemplateError(f"{state}: its Catch goes to {sorted(targets)}, expected one state")
+    return str(targets.pop())
