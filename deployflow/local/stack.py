@@ -447,9 +447,9 @@ class _ThreadRoutedStream(io.TextIOBase):
 
 def _fresh_container() -> None:
     """Each invocation starts as a cold Lambda would: settings parsed and clients made from its own environment."""
-    from aws_lambda_powertools.utilities import parameters
+    from dbmigrate import aws_secrets
     from release_steps import clients, config
 
     config.reset()
     clients.reset()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # also drops its boto3 client (a cold start has none)
+    aws_secrets.reset()  # the cached secrets and their clients (a cold start has none)

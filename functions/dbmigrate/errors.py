@@ -43,6 +43,7 @@ class DbConfigurationError(DbMigrateError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"configuration error: {variable} {problem}")
         self.variable = variable
+        self.problem = problem
 
 
 class MigrationFileError(DbMigrateError):

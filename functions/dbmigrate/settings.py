@@ -1,19 +1,39 @@
-"""Connection and runner settings, parsed once from the environment into a typed, immutable object."""
+"""Connection and runner settings, parsed once from the environment into a typed, immutable object.
+
+The variables are declared once, as ``dbmigrate.envsettings`` models (the settings system functions/ shares):
+``DbEnvironment`` is what the environment says, ``Settings`` what the runner uses, the ``DB_SECRET_ARN`` secret
+(read by ``dbmigrate.aws_secrets``) filling in what the variables leave out. Verify schema reads the same
+``DB_*`` declarations (``release_steps.config.DatabaseSettings``) and builds its ``Settings`` with
+``Settings.from_secret``.
+"""
 
 from __future__ import annotations
 
-import getpass
+import dataclasses
 import json
 import os
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
+from dbmigrate import aws_secrets
+from dbmigrate.envsettings import EnvModel, SettingError, Variable, choice, integer, number, setting, text
 from dbmigrate.errors import DbConfigurationError
 
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+SSL_MODES: tuple[str, ...] = get_args(SslMode)
+
+# Read by the runner and by Verify schema (release_steps.config.DatabaseSettings): declared once, here.
+DB_SECRET_ARN = Variable("DB_SECRET_ARN", text())
+DB_HOST = Variable("DB_HOST", text())
+DB_PORT = Variable("DB_PORT", integer(1, 65535))
+DB_NAME = Variable("DB_NAME", text())
+DB_USER = Variable("DB_USER", text())
+DB_PASSWORD = Variable("DB_PASSWORD", text())
+DB_SSLMODE = Variable[SslMode]("DB_SSLMODE", choice(*SSL_MODES))
+DB_SSLROOTCERT = Variable("DB_SSLROOTCERT", text())
+DB_CONNECT_TIMEOUT_SECONDS = Variable("DB_CONNECT_TIMEOUT_SECONDS", number(minimum=0))
 
 
 def _default_migrations_dir() -> Path:
@@ -26,6 +46,9 @@ def _default_migrations_dir() -> Path:
 
 
 def _default_applied_by() -> str:
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # a container user without a passwd entry
@@ -79,131 +102,153 @@ class Settings:
 
         migrations_dir (the CLI's --migrations-dir) overrides MIGRATIONS_DIR.
         """
-        env = os.environ if env is None else env
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value if value not in (None, "") else None
-
-        secret: dict[str, Any] = {}
-        secret_arn = get("DB_SECRET_ARN")
-        if secret_arn is not None:
-            secret = _load_secret(secret_arn, secret_reader or _read_secret_string)
-
-        def required(name: str, secret_key: str) -> str:
-            value = get(name)
-            if value is None and secret.get(secret_key) not in (None, ""):
-                value = str(secret[secret_key])
-            if value is None:
-                hint = f" (nor key '{secret_key}' in the DB_SECRET_ARN secret)" if secret_arn else ""
-                raise DbConfigurationError(name, f"is not set{hint}")
-            return value
-
-        local = get("DEPLOYFLOW_LOCAL") == "1"
-        host = required("DB_HOST", "host")
-        dbname = required("DB_NAME", "dbname")
-        user = required("DB_USER", "username")
-        password = get("DB_PASSWORD")
-        if password is None and secret.get("password") is not None:
-            password = str(secret["password"])
-        if password is None and not local:
-            raise DbConfigurationError("DB_PASSWORD", "is not set (set it, or DB_SECRET_ARN)")
-
-        port_text = get("DB_PORT") or (str(secret["port"]) if secret.get("port") not in (None, "") else "5432")
-        port = _parse_int("DB_PORT", port_text, minimum=1, maximum=65535)
-
-        sslmode = get("DB_SSLMODE") or ("disable" if local else "require")
-        if sslmode not in SSL_MODES:
-            raise DbConfigurationError("DB_SSLMODE", f"must be one of {', '.join(SSL_MODES)} (got {sslmode!r})")
-
+        environment = DbEnvironment.from_environ(env)
+        secret = None
+        if environment.secret_arn is not None:
+            secret = load_rds_secret(environment.secret_arn, secret_reader or aws_secrets.read_secret)
+        connection = rds_connection(
+            secret,
+            {
+                "host": environment.host,
+                "port": environment.port,
+                "dbname": environment.dbname,
+                "username": environment.user,
+                "password": environment.password,
+            },
+            {"host": DB_HOST, "port": DB_PORT, "dbname": DB_NAME, "username": DB_USER, "password": DB_PASSWORD},
+            password_required=not environment.local,
+        )
         source = "--migrations-dir" if migrations_dir is not None else "MIGRATIONS_DIR"
-        migrations_dir = migrations_dir or Path(get("MIGRATIONS_DIR") or DEFAULT_MIGRATIONS_DIR)
-        if not migrations_dir.is_dir():
-            raise DbConfigurationError(source, f"is not a directory: {migrations_dir}")
-
-        defaults = cls(host=host, dbname=dbname, user=user)
+        directory = migrations_dir or Path(environment.migrations_dir or DEFAULT_MIGRATIONS_DIR)
+        if not directory.is_dir():
+            raise DbConfigurationError(source, f"is not a directory: {directory}")
+        given = {
+            name: value
+            for name, value in dataclasses.asdict(environment).items()
+            if value is not None and name in _RUNNER_FIELDS
+        }
         return cls(
-            host=host,
-            dbname=dbname,
-            user=user,
-            password=password or "",
-            port=port,
-            sslmode=sslmode,
-            sslrootcert=get("DB_SSLROOTCERT"),
-            migrations_dir=migrations_dir,
-            connect_timeout_seconds=_parse_float(
-                "DB_CONNECT_TIMEOUT_SECONDS", get("DB_CONNECT_TIMEOUT_SECONDS"), defaults.connect_timeout_seconds
-            ),
-            lock_wait_seconds=_parse_float(
-                "DB_LOCK_WAIT_SECONDS", get("DB_LOCK_WAIT_SECONDS"), defaults.lock_wait_seconds
-            ),
-            lock_timeout_ms=_parse_int(
-                "DB_LOCK_TIMEOUT_MS", get("DB_LOCK_TIMEOUT_MS") or str(defaults.lock_timeout_ms), minimum=0
-            ),
-            statement_timeout_ms=_parse_int(
-                "DB_STATEMENT_TIMEOUT_MS",
-                get("DB_STATEMENT_TIMEOUT_MS") or str(defaults.statement_timeout_ms),
-                minimum=0,
-            ),
-            client_check_interval_ms=_parse_int(
-                "DB_CLIENT_CHECK_INTERVAL_MS",
-                get("DB_CLIENT_CHECK_INTERVAL_MS") or str(defaults.client_check_interval_ms),
-                minimum=0,
-            ),
-            applied_by=get("MIGRATION_APPLIED_BY") or defaults.applied_by,
+            **connection,
+            sslmode=environment.sslmode or ("disable" if environment.local else "require"),
+            migrations_dir=directory,
+            **given,
         )
 
-
-def _parse_int(name: str, text: str, *, minimum: int, maximum: int | None = None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise DbConfigurationError(name, f"must be an integer (got {text!r})") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise DbConfigurationError(name, f"must be {bound} (got {value})")
-    return value
-
-
-def _parse_float(name: str, text: str | None, default: float) -> float:
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise DbConfigurationError(name, f"must be a number of seconds (got {text!r})") from None
-    if not value >= 0:  # also refuses NaN
-        raise DbConfigurationError(name, f"must be >= 0 (got {text})")
-    return value
+    @classmethod
+    def from_secret(cls, secret: Mapping[str, Any], **settings: Any) -> Settings:
+        """Settings from an RDS-format secret and explicit values (Verify schema); the values win over its keys."""
+        connection = rds_connection(
+            secret,
+            {key: settings.pop(key, None) for key in ("host", "port", "dbname")},
+            {"host": DB_HOST, "port": DB_PORT, "dbname": DB_NAME},
+        )
+        return cls(**connection, **settings)
 
 
-def _load_secret(arn: str, reader: Callable[[str], str]) -> dict[str, Any]:
+def _is_one(raw: str) -> bool:
+    return raw == "1"
+
+
+class DbEnvironment(EnvModel):
+    """What the runner's environment says; unset is None (the secret or Settings' defaults fill in)."""
+
+    secret_arn: str | None = setting(DB_SECRET_ARN, default=None)
+    host: str | None = setting(DB_HOST, default=None)
+    port: int | None = setting(DB_PORT, default=None)
+    dbname: str | None = setting(DB_NAME, default=None)
+    user: str | None = setting(DB_USER, default=None)
+    password: str | None = setting(DB_PASSWORD, default=None, repr=False)
+    sslmode: SslMode | None = setting(DB_SSLMODE, default=None)
+    sslrootcert: str | None = setting(DB_SSLROOTCERT, default=None)
+    connect_timeout_seconds: float | None = setting(DB_CONNECT_TIMEOUT_SECONDS, default=None)
+    lock_wait_seconds: float | None = setting("DB_LOCK_WAIT_SECONDS", number(minimum=0), default=None)
+    lock_timeout_ms: int | None = setting("DB_LOCK_TIMEOUT_MS", integer(minimum=0), default=None)
+    statement_timeout_ms: int | None = setting("DB_STATEMENT_TIMEOUT_MS", integer(minimum=0), default=None)
+    client_check_interval_ms: int | None = setting("DB_CLIENT_CHECK_INTERVAL_MS", integer(minimum=0), default=None)
+    applied_by: str | None = setting("MIGRATION_APPLIED_BY", text(), default=None)
+    migrations_dir: str | None = setting("MIGRATIONS_DIR", text(), default=None)
+    # The local stack: TLS off by default and a password optional (trust authentication).
+    local: bool = setting("DEPLOYFLOW_LOCAL", _is_one, default=False)
+
+    @classmethod
+    def configuration_error(cls, error: SettingError) -> Exception:
+        return DbConfigurationError(error.variable, error.problem)
+
+
+# Settings' fields a variable of DbEnvironment may set as it is (the connection is merged with the secret first).
+_RUNNER_FIELDS = frozenset(
+    {
+        "sslrootcert",
+        "connect_timeout_seconds",
+        "lock_wait_seconds",
+        "lock_timeout_ms",
+        "statement_timeout_ms",
+        "client_check_interval_ms",
+        "applied_by",
+    }
+)
+RDS_SECRET_KEYS = ("host", "port", "username", "password", "dbname")
+DEFAULT_PORT = 5432
+
+
+def load_rds_secret(arn: str, reader: Callable[[str], str]) -> dict[str, Any]:
+    """The secret's JSON object (the RDS format); DbConfigurationError naming DB_SECRET_ARN otherwise.
+
+    A failed read keeps the SDK's error as ``__cause__`` (Verify schema retries a throttled one).
+    """
     try:
         text = reader(arn)
-    except DbConfigurationError:
-        raise
     except Exception as e:  # any SDK / network failure: the message says which and names the variable
-        raise DbConfigurationError("DB_SECRET_ARN", f"could not be read ({type(e).__name__}: {e})") from e
+        raise DbConfigurationError(DB_SECRET_ARN.name, f"could not be read ({type(e).__name__}: {e})") from e
     try:
         value = json.loads(text)
     except ValueError:
-        raise DbConfigurationError("DB_SECRET_ARN", "secret is not JSON (expected the RDS secret format)") from None
+        raise DbConfigurationError(DB_SECRET_ARN.name, "is not JSON (expected the RDS secret format)") from None
     if not isinstance(value, dict):
-        raise DbConfigurationError("DB_SECRET_ARN", "secret is not a JSON object (expected the RDS secret format)")
+        raise DbConfigurationError(DB_SECRET_ARN.name, "is not a JSON object (expected the RDS secret format)")
     return value
 
 
-def _read_secret_string(arn: str) -> str:
-    """Secrets Manager GetSecretValue; boto3 is imported only here, so plain DB_* settings never need it."""
-    try:
-        import boto3
-    except ImportError as e:
-        raise DbConfigurationError("DB_SECRET_ARN", "is set but boto3 is not installed") from e
-    parts = arn.split(":")
-    region = parts[3] if arn.startswith("arn:") and len(parts) > 3 and parts[3] else None
-    client = boto3.client("secretsmanager", region_name=region)
-    response = client.get_secret_value(SecretId=arn)
-    secret_string = response.get("SecretString")
-    if not isinstance(secret_string, str):
-        raise DbConfigurationError("DB_SECRET_ARN", "secret has no SecretString")
-    return secret_string
+def rds_connection(
+    secret: Mapping[str, Any] | None,
+    given: Mapping[str, Any],
+    variables: Mapping[str, Variable[Any]],
+    *,
+    password_required: bool = True,
+) -> dict[str, Any]:
+    """host, port, dbname, user and password: the ``given`` values (from ``variables``) win over the secret's keys.
+
+    Without a secret a missing value is its variable's error; with one, the error lists every key the secret lacks
+    and the variables that could stand in for them.
+    """
+    merged = {key: value for key, value in (secret or {}).items() if key in RDS_SECRET_KEYS and value not in (None, "")}
+    merged.update({key: value for key, value in given.items() if value not in (None, "")})
+    required = ["host", "dbname", "username"] + (["password"] if password_required else [])
+    missing = [key for key in required if key not in merged]
+    if missing and secret is None:
+        hint = " (set it, or DB_SECRET_ARN)" if missing[0] == "password" else ""
+        raise DbConfigurationError(variables[missing[0]].name, f"is not set{hint}")
+    if missing:
+        keys = ", ".join(f"'{key}'" for key in missing)
+        standing_in = [variables[key].name for key in missing if key in variables]
+        alternative = (
+            f"; and {', '.join(standing_in)} {'is' if len(standing_in) == 1 else 'are'} not set" if standing_in else ""
+        )
+        raise DbConfigurationError(
+            DB_SECRET_ARN.name,
+            f"has no {keys} key{'s' if len(missing) > 1 else ''} (expected the RDS secret format: "
+            f"{', '.join(RDS_SECRET_KEYS)}){alternative}",
+        )
+    try:  # a given port passed DB_PORT's parser already: only the secret's can fail here
+        port = DB_PORT.parse(str(merged.get("port", DEFAULT_PORT)))
+    except ValueError:
+        raise DbConfigurationError(
+            DB_SECRET_ARN.name, f"has an invalid 'port' key: {merged.get('port')!r} is not a TCP port"
+        ) from None
+    return {
+        "host": str(merged["host"]),
+        "port": port,
+        "dbname": str(merged["dbname"]),
+        "user": str(merged["username"]),
+        "password": str(merged.get("password", "")),
+    }

@@ -1,19 +1,21 @@
 """Create Kafka topics: create the release's missing topics, grow those with fewer partitions; never shrink or delete.
 
 With ``KAFKA_AUTH_MODE=sasl_scram`` the credentials come from the Secrets Manager secret ``KAFKA_SECRET_ARN`` in the
-MSK SCRAM format (``{"username": ..., "password": ...}``), read through Powertools parameters and cached for warm
-starts. A dry run reads the cluster exactly as a real run does (so unreachable brokers, refused credentials and
-conflicts still fail it) and changes nothing.
+MSK SCRAM format (``{"username": ..., "password": ...}``), read by ``dbmigrate.aws_secrets`` (the secret reader of
+every step and of the runner) and cached for warm starts. A dry run reads the cluster exactly as a real run does
+(so unreachable brokers, refused credentials and conflicts still fail it) and changes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from dbmigrate import aws_secrets
 from pydantic import SecretStr, ValidationError
 
 from release_steps import config
@@ -37,7 +39,7 @@ SECRET_KEYS = ("username", "password")
 # Kept from the function's remaining time (KAFKA_TIME_RESERVE_SECONDS): the error (or the result) must reach Step
 # Functions before Lambda's timeout would end the function with Sandbox.Timedout instead of the retried
 # KafkaUnreachableError.
-TIME_RESERVE_SECONDS: float = KafkaSettings.model_fields["time_reserve_seconds"].default
+TIME_RESERVE_SECONDS: float = KafkaSettings.time_reserve_seconds
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,7 @@ class ScramCredentials:
 
 def forget_credentials() -> None:
     """Drop the cached secret, so the next invocation reads it afresh (a fixed or rotated secret, a redrive)."""
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
+    aws_secrets.forget()
 
 
 def kafka_credentials(settings: KafkaSettings) -> ScramCredentials | None:
@@ -67,20 +67,16 @@ def kafka_credentials(settings: KafkaSettings) -> ScramCredentials | None:
             "KAFKA_AUTH_MODE is sasl_scram but KAFKA_SECRET_ARN is not set: give the stack the ARN of the SCRAM secret"
         )
     where = f"Kafka SCRAM secret {arn} (KAFKA_SECRET_ARN)"
-    # Imported here: only sasl_scram reads a secret, the other modes' cold starts do not pay for Powertools parameters.
-    from aws_lambda_powertools.utilities import parameters
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
-
     try:
-        value: Any = parameters.get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
-    except TransformParameterError as e:
-        raise ConfigurationError(f"{where} is not JSON: {e}") from e
-    except GetParameterError as e:
-        # Powertools wraps the SDK's error; the original is the implicit context.
-        cause = e.__context__
-        if isinstance(cause, ClientError) and is_throttling(cause):
-            raise throttling_error(cause, "secretsmanager:GetSecretValue") from e
+        text = aws_secrets.read_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)
+    except (ClientError, BotoCoreError, ValueError) as e:
+        if isinstance(e, ClientError) and is_throttling(e):
+            raise throttling_error(e, "secretsmanager:GetSecretValue") from e
         raise ConfigurationError(f"{where} could not be read: {' '.join(str(e).split())}") from e
+    try:
+        value: Any = json.loads(text)
+    except ValueError as e:
+        raise ConfigurationError(f"{where} is not JSON: {e}") from e
     problem: str | None = None
     if not isinstance(value, dict):
         problem = f"is a JSON {type(value).__name__}, not an object"
@@ -89,7 +85,7 @@ def kafka_credentials(settings: KafkaSettings) -> ScramCredentials | None:
         if bad:
             problem = "lacks " + " and ".join(repr(key) for key in bad) + " (a non-empty string each)"
     if problem is not None:
-        forget_credentials()  # Powertools caches what it could parse: a fixed secret must not wait for max_age
+        forget_credentials()  # a fixed secret must not wait for max_age
         raise ConfigurationError(f'{where} {problem}: the MSK SCRAM format is {{"username": ..., "password": ...}}')
     return ScramCredentials(username=value["username"], password=SecretStr(value["password"]))
 

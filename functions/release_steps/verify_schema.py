@@ -1,10 +1,11 @@
 """Verify schema: the live PostgreSQL catalog and migration history compared with the expected schema (dbmigrate).
 
 Credentials come from the stack's Secrets Manager secret in the RDS format (``host``, ``port``, ``username``,
-``password``, ``dbname``; ``engine`` is ignored), read through Powertools' cached parameters. The session is
-read-only, its connection wait and its catalog queries are bounded. A dry run happens before the migration ran,
-so pending migrations explain a difference: it reports ``would-change`` instead of failing. After a real
-migration any difference, a pending migration included, is a ``SchemaMismatchError`` whose message is the diff.
+``password``, ``dbname``; ``engine`` is ignored), read by ``dbmigrate.aws_secrets`` and merged with the function's
+``DB_*`` settings by the runner's own ``Settings.from_secret``. The session is read-only, its connection wait and
+its catalog queries are bounded. A dry run happens before the migration ran, so pending migrations explain a
+difference: it reports ``would-change`` instead of failing. After a real migration any difference, a pending
+migration included, is a ``SchemaMismatchError`` whose message is the diff.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg2
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from dbmigrate import ExpectedSchema, Settings, connect, load_expected_schema, pending_migrations, verify
 from dbmigrate import history as migration_history
+from dbmigrate.aws_secrets import read_secret
 from dbmigrate.db import Connection
-from dbmigrate.errors import DbConnectionRejectedError, DbUnreachableError
+from dbmigrate.errors import DbConfigurationError, DbConnectionRejectedError, DbUnreachableError
+from dbmigrate.settings import load_rds_secret
 
 from release_steps import config
 from release_steps.aws_errors import is_throttling, throttling_error
@@ -41,10 +43,6 @@ from release_steps.observability import PATCH_BOTOCORE, logger, parse_event, ste
 
 STEP_NAME = "Verify schema"
 APPLICATION_NAME = "deployflow-verify-schema"
-SECRET_KEYS = ("host", "port", "username", "password", "dbname")
-REQUIRED_SECRET_KEYS = ("host", "username", "password", "dbname")  # port defaults to 5432
-_OVERRIDE_VARIABLES = {"host": "DB_HOST (DbHost)", "dbname": "DB_NAME (DbName)"}
-DEFAULT_PORT = 5432
 # The message becomes the Step Functions cause (at most 32,768 characters) inside the Lambda error envelope
 # (errorType, requestId, stackTrace), JSON-escaped: the budget counts the escaped text and leaves room for the rest.
 MESSAGE_BUDGET = 24_000
@@ -76,23 +74,21 @@ def expected_schema() -> ExpectedSchema:
 
 
 def read_database_secret(settings: DatabaseSettings, *, force_fetch: bool = False) -> dict[str, Any]:
-    """The secret's JSON object, cached for ``DB_SECRET_MAX_AGE_SECONDS`` by Powertools (unless ``force_fetch``)."""
-    where = f"database secret {settings.secret_arn} (DB_SECRET_ARN)"
+    """The secret's JSON object, cached for ``DB_SECRET_MAX_AGE_SECONDS`` (unless ``force_fetch``)."""
     try:
-        value = parameters.get_secret(
-            settings.secret_arn, transform="json", max_age=settings.secret_max_age_seconds, force_fetch=force_fetch
+        return load_rds_secret(
+            settings.secret_arn,
+            lambda arn: read_secret(arn, max_age=settings.secret_max_age_seconds, force_fetch=force_fetch),
         )
-    except parameters.TransformParameterError as e:
-        raise ConfigurationError(f"{where} is not JSON (expected the RDS secret format)") from e
-    except parameters.GetParameterError as e:
-        # Powertools raises GetParameterError inside its ``except``: the SDK error is the implicit context.
-        sdk_error = e.__cause__ or e.__context__
-        if isinstance(sdk_error, ClientError) and is_throttling(sdk_error):
-            raise throttling_error(sdk_error, "secretsmanager:GetSecretValue") from e
-        raise ConfigurationError(f"{where} could not be read: {_one_line(str(e))}") from e
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"{where} is not a JSON object (expected the RDS secret format)")
-    return value
+    except DbConfigurationError as e:
+        raise _secret_error(e.__cause__, f"database secret {settings.secret_arn} (DB_SECRET_ARN) {e.problem}") from e
+
+
+def _secret_error(sdk_error: BaseException | None, message: str) -> Exception:
+    """A throttled read is transient (retried by the ASL); anything else is the stack's configuration."""
+    if isinstance(sdk_error, ClientError) and is_throttling(sdk_error):
+        return throttling_error(sdk_error, "secretsmanager:GetSecretValue")
+    return ConfigurationError(_one_line(message))
 
 
 def ca_bundle_path(settings: DatabaseSettings) -> str | None:
@@ -103,13 +99,9 @@ def ca_bundle_path(settings: DatabaseSettings) -> str | None:
     where = f"CA bundle {value} (DB_SSLROOTCERT)"
     if value.startswith("arn:"):
         try:
-            pem = parameters.get_secret(value, max_age=settings.secret_max_age_seconds)
-        except parameters.GetParameterError as e:
-            sdk_error = e.__cause__ or e.__context__
-            if isinstance(sdk_error, ClientError) and is_throttling(sdk_error):
-                raise throttling_error(sdk_error, "secretsmanager:GetSecretValue") from e
-            raise ConfigurationError(f"{where} could not be read: {_one_line(str(e))}") from e
-        text = pem.decode() if isinstance(pem, bytes) else str(pem)
+            text = read_secret(value, max_age=settings.secret_max_age_seconds)
+        except (ClientError, BotoCoreError, ValueError) as e:
+            raise _secret_error(e, f"{where} could not be read ({type(e).__name__}: {e})") from e
         if PEM_CERTIFICATE not in text:
             raise ConfigurationError(f"{where}: the secret's value holds no PEM certificate ({PEM_CERTIFICATE})")
         path = Path(tempfile.gettempdir()) / f"deployflow-db-ca-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pem"
@@ -130,37 +122,20 @@ def ca_bundle_path(settings: DatabaseSettings) -> str | None:
 
 def connection_settings(secret: Mapping[str, Any], settings: DatabaseSettings) -> Settings:
     """dbmigrate connection settings from the secret's keys and the function's TLS / timeout settings."""
-    where = f"database secret {settings.secret_arn} (DB_SECRET_ARN)"
-    overrides = {"host": settings.host, "port": settings.port, "dbname": settings.dbname}
-    secret = {**secret, **{key: value for key, value in overrides.items() if value not in (None, "")}}
-    missing = [key for key in REQUIRED_SECRET_KEYS if secret.get(key) in (None, "")]
-    if missing:
-        keys = ", ".join(f"'{key}'" for key in missing)
-        variables = ", ".join(_OVERRIDE_VARIABLES[key] for key in missing if key in _OVERRIDE_VARIABLES)
-        alternative = f", or set {variables}" if variables else ""
-        raise ConfigurationError(
-            f"{where} has no {keys} key{'s' if len(missing) > 1 else ''} "
-            f"(expected the RDS secret format: {', '.join(SECRET_KEYS)}{alternative})"
-        )
-    port_value = secret.get("port")
     try:
-        port = DEFAULT_PORT if port_value in (None, "") else int(port_value)
-    except (TypeError, ValueError):
-        port = 0
-    if not 1 <= port <= 65535:
-        raise ConfigurationError(f"{where} has an invalid 'port' key: {port_value!r} is not a TCP port")
-    return Settings(
-        host=str(secret["host"]),
-        port=port,
-        dbname=str(secret["dbname"]),
-        user=str(secret["username"]),
-        password=str(secret["password"]),
-        sslmode=settings.sslmode,
-        sslrootcert=ca_bundle_path(settings),
-        connect_timeout_seconds=float(settings.connect_timeout_seconds),
-        application_name=APPLICATION_NAME,
-        applied_by=APPLICATION_NAME,
-    )
+        return Settings.from_secret(
+            secret,
+            host=settings.host,
+            port=settings.port,
+            dbname=settings.dbname,
+            sslmode=settings.sslmode,
+            sslrootcert=ca_bundle_path(settings),
+            connect_timeout_seconds=settings.connect_timeout_seconds,
+            application_name=APPLICATION_NAME,
+            applied_by=APPLICATION_NAME,
+        )
+    except DbConfigurationError as e:
+        raise ConfigurationError(f"database secret {settings.secret_arn} (DB_SECRET_ARN) {e.problem}") from e
 
 
 def database_target(settings: DatabaseSettings, *, force_fetch: bool = False) -> Settings:

@@ -52,13 +52,18 @@ def test_given_every_variable_when_parsed_then_each_is_used():
         "DB_LOCK_WAIT_SECONDS": "7",
         "DB_LOCK_TIMEOUT_MS": "1500",
         "DB_STATEMENT_TIMEOUT_MS": "0",
+        "DB_CLIENT_CHECK_INTERVAL_MS": "500",
         "MIGRATION_APPLIED_BY": "release 2026-11-23.4",
     }
     settings = Settings.from_env(env)
 
     assert (settings.port, settings.sslmode, settings.sslrootcert) == (6543, "verify-full", "/etc/rds-ca.pem")
     assert (settings.connect_timeout_seconds, settings.lock_wait_seconds) == (2.5, 7.0)
-    assert (settings.lock_timeout_ms, settings.statement_timeout_ms) == (1500, 0)
+    assert (settings.lock_timeout_ms, settings.statement_timeout_ms, settings.client_check_interval_ms) == (
+        1500,
+        0,
+        500,
+    )
     assert settings.applied_by == "release 2026-11-23.4"
 
 
@@ -83,6 +88,7 @@ def test_given_local_mode_when_parsed_then_ssl_off_and_password_optional():
         ({"DB_LOCK_WAIT_SECONDS": "soon"}, "DB_LOCK_WAIT_SECONDS", "must be a number"),
         ({"DB_LOCK_TIMEOUT_MS": "1.5"}, "DB_LOCK_TIMEOUT_MS", "must be an integer"),
         ({"DB_STATEMENT_TIMEOUT_MS": "-5"}, "DB_STATEMENT_TIMEOUT_MS", "must be >= 0"),
+        ({"DB_CLIENT_CHECK_INTERVAL_MS": "often"}, "DB_CLIENT_CHECK_INTERVAL_MS", "must be an integer"),
         ({"MIGRATIONS_DIR": "/no/such/dir"}, "MIGRATIONS_DIR", "is not a directory"),
     ],
 )
@@ -131,7 +137,18 @@ def test_given_secret_and_explicit_variables_when_parsed_then_variables_win():
 
 @pytest.mark.parametrize(
     ("secret", "problem"),
-    [("not json", "secret is not JSON"), ("[1]", "not a JSON object"), (json.dumps({"password": "x"}), "DB_HOST")],
+    [
+        ("not json", "DB_SECRET_ARN is not JSON"),
+        ("[1]", "DB_SECRET_ARN is not a JSON object"),
+        (
+            json.dumps({"password": "x"}),
+            "has no 'host', 'dbname', 'username' keys .*; and DB_HOST, DB_NAME, DB_USER are not set",
+        ),
+        (
+            json.dumps({**RDS_SECRET, "port": "eighty"}),
+            "DB_SECRET_ARN has an invalid 'port' key: 'eighty' is not a TCP port",
+        ),
+    ],
 )
 def test_given_unusable_secret_when_parsed_then_error_names_the_variable(secret, problem):
     with pytest.raises(DbConfigurationError, match=problem):

@@ -194,9 +194,9 @@ def test_given_verify_full_and_another_ca_when_verified_then_configuration_error
 @pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
 def test_given_verified_tls_without_a_ca_bundle_when_configured_then_refused_before_any_connection(mode: str) -> None:
     with pytest.raises(ConfigurationError) as raised:
-        DatabaseSettings.from_mapping({"DB_SECRET_ARN": "arn:aws:secretsmanager:x", "DB_SSLMODE": mode})
+        DatabaseSettings.from_environ({"DB_SECRET_ARN": "arn:aws:secretsmanager:x", "DB_SSLMODE": mode})
 
-    assert f"DB_SSLMODE={mode} needs DB_SSLROOTCERT" in raised.value.message
+    assert f"DB_SSLMODE is {mode}, which needs DB_SSLROOTCERT" in raised.value.message
 
 
 def test_given_a_ca_bundle_path_that_is_not_in_the_asset_when_verified_then_configuration_error_names_it(

@@ -176,7 +176,7 @@ def test_given_msk_iam_and_a_signer_without_credentials_when_admin_opened_then_a
 
 
 def test_given_stack_settings_when_converted_then_connection_and_topics_follow_them() -> None:
-    settings = KafkaSettings.from_mapping(
+    settings = KafkaSettings.from_environ(
         {
             "KAFKA_BOOTSTRAP_SERVERS": "b-1:9096",
             "KAFKA_AUTH_MODE": "sasl_scram",
@@ -198,7 +198,7 @@ def test_given_stack_settings_when_converted_then_connection_and_topics_follow_t
 
 
 def test_given_msk_iam_settings_without_region_when_converted_then_configuration_error() -> None:
-    settings = KafkaSettings.from_mapping(
+    settings = KafkaSettings.from_environ(
         {"KAFKA_BOOTSTRAP_SERVERS": "b-1:9098", "KAFKA_AUTH_MODE": "msk_iam", "KAFKA_TOPICS": "alerts.new"}
     )
 

@@ -47,11 +47,6 @@ LAMBDA_RESERVED = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME
 ENVIRONMENTS = ("default", "dev", "prod")
 
 
-def _aliases(settings: type[config.EnvSettings]) -> dict[str, str]:
-    """Environment variable -> field name."""
-    return {field.alias or name: name for name, field in settings.model_fields.items()}
-
-
 def _modules() -> dict[str, str]:
     """Function logical id -> its handler's module."""
     return {name: docs.handler_module(function) for name, function in docs.functions().items()}
@@ -128,12 +123,10 @@ def test_given_a_function_then_its_variables_are_config_aliases_it_needs(logical
     variables = set(function["Environment"]["Variables"]) - GLOBAL_VARIABLES
     assert not variables & LAMBDA_RESERVED, f"{logical_id} sets reserved variables {variables & LAMBDA_RESERVED}"
     classes = [SETTINGS_CLASSES[loader] for loader in SETTINGS_BY_MODULE[module]]
-    known = {alias: (cls, field) for cls in classes for alias, field in _aliases(cls).items()}
-    unknown = variables - set(known)
+    known = {variable for cls in classes for variable in cls.variables()}
+    unknown = variables - known
     assert not unknown, f"{logical_id} sets {sorted(unknown)}, which no settings of {module} read"
-    required = {
-        alias for cls in classes for alias, name in _aliases(cls).items() if cls.model_fields[name].is_required()
-    }
+    required = {variable for cls in classes for variable, needed in cls.variables().items() if needed}
     assert required <= variables, f"{logical_id} lacks required variables {sorted(required - variables)}"
 
 
@@ -157,7 +150,7 @@ def test_given_an_environment_of_samconfig_then_every_function_s_settings_parse(
             name: docs.resolve(value, parameters) for name, value in function["Environment"]["Variables"].items()
         }
         for loader in SETTINGS_BY_MODULE[docs.handler_module(function)]:
-            settings = SETTINGS_CLASSES[loader].from_mapping(variables)  # raises ConfigurationError naming the field
+            settings = SETTINGS_CLASSES[loader].from_environ(variables)  # raises ConfigurationError naming the field
             assert settings is not None, f"[{environment}] {logical_id}: {loader} did not parse"
 
 

@@ -1,15 +1,19 @@
-"""Settings parsed from the function's environment: defaults, list parsing, and errors naming the variable."""
+"""The steps' settings (release_steps.config): defaults, each variable's parsing once, errors naming the variable.
+
+The parsers themselves are tested in tests/unit/test_envsettings.py; the DB_* variables Verify schema shares with
+the migration runner (DB_PORT, DB_SSLMODE, DB_CONNECT_TIMEOUT_SECONDS, ...) in tests/dbmigrate/test_settings.py.
+"""
 
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 from release_steps import config
 from release_steps.config import (
     DatabaseSettings,
     EcsSettings,
     ImageSettings,
     KafkaSettings,
+    NotificationSettings,
     ReleaseSettings,
 )
 from release_steps.errors import ConfigurationError
@@ -20,166 +24,162 @@ ECS_REQUIRED = {
     "MIGRATION_CONTAINER_NAME": "m",
 }
 KAFKA_REQUIRED = {"KAFKA_BOOTSTRAP_SERVERS": "b-1.msk:9098,b-2.msk:9098", "KAFKA_TOPICS": "alerts.new,rule.changed"}
+DB_REQUIRED = {"DB_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:db"}
+REQUIRED: dict[type[config.EnvSettings], dict[str, str]] = {
+    ReleaseSettings: {"SERVICES": "alert-ingest"},
+    ImageSettings: {"ECR_REPOSITORY_NAME": "deployflow-migrations"},
+    EcsSettings: ECS_REQUIRED,
+    DatabaseSettings: DB_REQUIRED,
+    KafkaSettings: KAFKA_REQUIRED,
+    NotificationSettings: {"NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:deployflow-notifications"},
+}
 
 
 def config_error(settings: type[config.EnvSettings], environ: dict[str, str]) -> str:
     with pytest.raises(ConfigurationError) as raised:
-        settings.from_mapping(environ)
+        settings.from_environ(environ)
     assert "\n" not in raised.value.message, "one line"
+    assert raised.value.message.startswith(f"invalid function configuration ({settings.__name__}): ")
     return raised.value.message
 
 
-# --- ReleaseSettings -------------------------------------------------------------------------------------------
+# --- defaults --------------------------------------------------------------------------------------------------
 
 
-def test_given_a_comma_separated_services_list_when_parsed_then_names_are_trimmed_and_blanks_dropped() -> None:
-    settings = ReleaseSettings.from_mapping({"SERVICES": " alert-ingest, alert-matcher ,, alert-notifier "})
+def test_given_only_the_required_variables_when_parsed_then_every_default() -> None:
+    assert ReleaseSettings.from_environ(REQUIRED[ReleaseSettings]) == ReleaseSettings(
+        services=["alert-ingest"], migration_poll_seconds=10, services_poll_seconds=15
+    )
+    image = ImageSettings.from_environ(REQUIRED[ImageSettings])
+    assert (image.scan_severity_threshold, image.require_scan) == ("HIGH", False)
+    ecs = EcsSettings.from_environ(ECS_REQUIRED)
+    assert (ecs.migration_launch_type, ecs.migration_subnets, ecs.migration_security_groups) == ("FARGATE", [], [])
+    assert ecs.migration_assign_public_ip is False
+    assert (ecs.migration_timeout_seconds, ecs.services_timeout_seconds, ecs.migration_log_tail_lines) == (
+        1800,
+        1800,
+        30,
+    )
+    database = DatabaseSettings.from_environ(DB_REQUIRED)
+    assert (database.sslmode, database.connect_timeout_seconds, database.secret_max_age_seconds) == ("require", 10, 300)
+    kafka = KafkaSettings.from_environ(KAFKA_REQUIRED)
+    assert (kafka.partitions, kafka.replication_factor, kafka.auth_mode, kafka.topic_configs) == (9, 3, "plaintext", {})
+    assert (kafka.sasl_over_tls, kafka.timeout_seconds, kafka.time_reserve_seconds) == (True, 10.0, 3.0)
 
-    assert settings.services == ["alert-ingest", "alert-matcher", "alert-notifier"]
 
-
-def test_given_only_services_when_parsed_then_poll_intervals_default() -> None:
-    settings = ReleaseSettings.from_mapping({"SERVICES": "alert-ingest"})
-
-    assert (settings.migration_poll_seconds, settings.services_poll_seconds) == (10, 15)
-
-
-@pytest.mark.parametrize("environ", [{}, {"SERVICES": ""}, {"SERVICES": " , "}])
-def test_given_no_services_when_parsed_then_configuration_error_names_services(environ: dict[str, str]) -> None:
-    message = config_error(ReleaseSettings, environ)
-
-    assert "SERVICES" in message
-    assert "ReleaseSettings" in message
-
-
-@pytest.mark.parametrize(("variable", "value"), [("MIGRATION_POLL_SECONDS", "0"), ("SERVICES_POLL_SECONDS", "ten")])
-def test_given_a_bad_poll_interval_when_parsed_then_configuration_error_names_the_variable(
-    variable: str, value: str
+@pytest.mark.parametrize("settings", list(REQUIRED), ids=lambda s: s.__name__)
+def test_given_a_required_variable_missing_when_parsed_then_configuration_error_names_it(
+    settings: type[config.EnvSettings],
 ) -> None:
-    assert variable in config_error(ReleaseSettings, {"SERVICES": "a", variable: value})
+    required = REQUIRED[settings]
+    assert {name for name, needed in settings.variables().items() if needed} == set(required)
+    for missing in required:
+        environ = {k: v for k, v in required.items() if k != missing}
+
+        assert f"{missing} is not set" in config_error(settings, environ)
 
 
 def test_given_unrelated_variables_when_parsed_then_they_are_ignored() -> None:
-    settings = ReleaseSettings.from_mapping({"SERVICES": "a", "PATH": "/usr/bin", "AWS_REGION": "us-east-1"})
-
-    assert settings.services == ["a"]
+    assert ReleaseSettings.from_environ({"SERVICES": "a", "PATH": "/usr/bin"}).services == ["a"]
 
 
-def test_given_parsed_settings_when_assigned_then_they_are_frozen() -> None:
-    settings = ReleaseSettings.from_mapping({"SERVICES": "a"})
-
-    with pytest.raises(ValidationError):
-        setattr(settings, "services", ["b"])  # noqa: B010 - assignment is what is tested
-
-
-# --- ImageSettings ---------------------------------------------------------------------------------------------
-
-
-def test_given_a_repository_when_parsed_then_scan_policy_defaults_to_high_and_not_required() -> None:
-    settings = ImageSettings.from_mapping({"ECR_REPOSITORY_NAME": "deployflow-migrations"})
-
-    assert settings.scan_severity_threshold == "HIGH"
-    assert settings.require_scan is False
-
-
-@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("false", False), ("no", False)])
-def test_given_require_image_scan_when_parsed_then_it_is_a_boolean(raw: str, expected: bool) -> None:
-    settings = ImageSettings.from_mapping({"ECR_REPOSITORY_NAME": "repo", "REQUIRE_IMAGE_SCAN": raw})
-
-    assert settings.require_scan is expected
+# --- each variable's parsing, once -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
-    [("SCAN_SEVERITY_THRESHOLD", "SEVERE"), ("SCAN_SEVERITY_THRESHOLD", "high"), ("REQUIRE_IMAGE_SCAN", "maybe")],
-)
-def test_given_a_bad_scan_policy_when_parsed_then_configuration_error_names_the_variable(
-    variable: str, value: str
-) -> None:
-    assert variable in config_error(ImageSettings, {"ECR_REPOSITORY_NAME": "repo", variable: value})
-
-
-def test_given_no_repository_when_parsed_then_configuration_error_names_it() -> None:
-    assert "ECR_REPOSITORY_NAME: Field required" in config_error(ImageSettings, {})
-
-
-# --- EcsSettings -----------------------------------------------------------------------------------------------
-
-
-def test_given_the_required_ecs_variables_when_parsed_then_fargate_private_and_bounded_defaults() -> None:
-    settings = EcsSettings.from_mapping(ECS_REQUIRED)
-
-    assert settings.migration_launch_type == "FARGATE"
-    assert settings.migration_subnets == []
-    assert settings.migration_security_groups == []
-    assert settings.migration_assign_public_ip is False
-    assert (settings.migration_timeout_seconds, settings.services_timeout_seconds) == (1800, 1800)
-    assert settings.migration_log_tail_lines == 30
-
-
-def test_given_subnets_and_security_groups_when_parsed_then_they_are_lists() -> None:
-    settings = EcsSettings.from_mapping(
-        {**ECS_REQUIRED, "MIGRATION_SUBNETS": "subnet-a,subnet-b", "MIGRATION_SECURITY_GROUPS": "sg-1"}
-    )
-
-    assert settings.migration_subnets == ["subnet-a", "subnet-b"]
-    assert settings.migration_security_groups == ["sg-1"]
-
-
-@pytest.mark.parametrize(
-    ("variable", "value"),
+    ("settings", "variable", "raw", "field", "expected"),
     [
-        ("MIGRATION_LAUNCH_TYPE", "EXTERNAL"),
-        ("MIGRATION_TIMEOUT_SECONDS", "0"),
-        ("SERVICES_TIMEOUT_SECONDS", "-5"),
-        ("MIGRATION_LOG_TAIL_LINES", "1001"),
-        ("MIGRATION_ASSIGN_PUBLIC_IP", "sometimes"),
+        (
+            ReleaseSettings,
+            "SERVICES",
+            " alert-ingest, alert-matcher ,, alert-notifier ",
+            "services",
+            ["alert-ingest", "alert-matcher", "alert-notifier"],
+        ),
+        (ReleaseSettings, "MIGRATION_POLL_SECONDS", "3600", "migration_poll_seconds", 3600),
+        (ReleaseSettings, "SERVICES_POLL_SECONDS", "1", "services_poll_seconds", 1),
+        (ImageSettings, "SCAN_SEVERITY_THRESHOLD", "NONE", "scan_severity_threshold", "NONE"),
+        (ImageSettings, "REQUIRE_IMAGE_SCAN", "true", "require_scan", True),
+        (EcsSettings, "MIGRATION_LAUNCH_TYPE", "EC2", "migration_launch_type", "EC2"),
+        (EcsSettings, "MIGRATION_SUBNETS", "subnet-a,subnet-b", "migration_subnets", ["subnet-a", "subnet-b"]),
+        (EcsSettings, "MIGRATION_SECURITY_GROUPS", "sg-1", "migration_security_groups", ["sg-1"]),
+        (EcsSettings, "MIGRATION_ASSIGN_PUBLIC_IP", "1", "migration_assign_public_ip", True),
+        (EcsSettings, "MIGRATION_TIMEOUT_SECONDS", "60", "migration_timeout_seconds", 60),
+        (EcsSettings, "MIGRATION_LOG_TAIL_LINES", "0", "migration_log_tail_lines", 0),
+        (EcsSettings, "SERVICES_TIMEOUT_SECONDS", "600", "services_timeout_seconds", 600),
+        (DatabaseSettings, "DB_SECRET_MAX_AGE_SECONDS", "0", "secret_max_age_seconds", 0),
+        (KafkaSettings, "KAFKA_AUTH_MODE", "sasl_scram", "auth_mode", "sasl_scram"),
+        (KafkaSettings, "KAFKA_SECRET_ARN", "arn:aws:secretsmanager:x", "secret_arn", "arn:aws:secretsmanager:x"),
+        (KafkaSettings, "KAFKA_SASL_OVER_TLS", "false", "sasl_over_tls", False),
+        (KafkaSettings, "KAFKA_CA_LOCATION", "certs/ca.pem", "ca_location", "certs/ca.pem"),
+        (KafkaSettings, "KAFKA_PARTITIONS", "12", "partitions", 12),
+        (KafkaSettings, "KAFKA_REPLICATION_FACTOR", "1", "replication_factor", 1),
+        (
+            KafkaSettings,
+            "KAFKA_TOPIC_CONFIGS",
+            '{"retention.ms": 604800000}',
+            "topic_configs",
+            {"retention.ms": "604800000"},
+        ),
+        (KafkaSettings, "KAFKA_TIMEOUT_SECONDS", "2.5", "timeout_seconds", 2.5),
+        (KafkaSettings, "KAFKA_TIME_RESERVE_SECONDS", "0", "time_reserve_seconds", 0.0),
+        (KafkaSettings, "AWS_REGION", "eu-west-1", "region", "eu-west-1"),
     ],
 )
-def test_given_a_bad_ecs_setting_when_parsed_then_configuration_error_names_the_variable(
-    variable: str, value: str
+def test_given_a_variable_when_parsed_then_its_field_has_the_typed_value(
+    settings: type[config.EnvSettings], variable: str, raw: str, field: str, expected: object
 ) -> None:
-    assert variable in config_error(EcsSettings, {**ECS_REQUIRED, variable: value})
+    parsed = settings.from_environ({**REQUIRED[settings], variable: raw})
+
+    assert getattr(parsed, field) == expected
 
 
-@pytest.mark.parametrize("missing", sorted(ECS_REQUIRED))
-def test_given_a_required_ecs_variable_missing_when_parsed_then_configuration_error_names_it(missing: str) -> None:
-    environ = {k: v for k, v in ECS_REQUIRED.items() if k != missing}
-
-    assert f"{missing}: Field required" in config_error(EcsSettings, environ)
-
-
-# --- DatabaseSettings and KafkaSettings ------------------------------------------------------------------------
-
-
-def test_given_a_secret_when_parsed_then_tls_is_required_by_default() -> None:
-    settings = DatabaseSettings.from_mapping({"DB_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:db"})
-
-    assert settings.sslmode == "require"
-    assert settings.connect_timeout_seconds == 10
-
-
-def test_given_an_unknown_sslmode_when_parsed_then_configuration_error_names_db_sslmode() -> None:
-    assert "DB_SSLMODE" in config_error(DatabaseSettings, {"DB_SECRET_ARN": "arn", "DB_SSLMODE": "on"})
-
-
-def test_given_kafka_topic_configs_as_json_when_parsed_then_values_are_strings() -> None:
-    settings = KafkaSettings.from_mapping(
-        {**KAFKA_REQUIRED, "KAFKA_TOPIC_CONFIGS": '{"retention.ms": 604800000, "cleanup.policy": "delete"}'}
-    )
-
-    assert settings.topic_configs == {"retention.ms": "604800000", "cleanup.policy": "delete"}
-    assert settings.topics == ["alerts.new", "rule.changed"]
-    assert (settings.partitions, settings.replication_factor, settings.auth_mode) == (9, 3, "plaintext")
-
-
-@pytest.mark.parametrize("raw", ['["retention.ms"]', "{not json", "42"])
-def test_given_topic_configs_that_are_not_a_json_object_when_parsed_then_configuration_error(raw: str) -> None:
-    assert "KAFKA_TOPIC_CONFIGS" in config_error(KafkaSettings, {**KAFKA_REQUIRED, "KAFKA_TOPIC_CONFIGS": raw})
+@pytest.mark.parametrize(
+    ("settings", "variable", "raw"),
+    [
+        (ReleaseSettings, "SERVICES", " , "),
+        (ReleaseSettings, "MIGRATION_POLL_SECONDS", "0"),
+        (ReleaseSettings, "SERVICES_POLL_SECONDS", "ten"),
+        (ImageSettings, "ECR_REPOSITORY_NAME", "r"),
+        (ImageSettings, "SCAN_SEVERITY_THRESHOLD", "high"),
+        (ImageSettings, "REQUIRE_IMAGE_SCAN", "maybe"),
+        (EcsSettings, "MIGRATION_LAUNCH_TYPE", "EXTERNAL"),
+        (EcsSettings, "MIGRATION_ASSIGN_PUBLIC_IP", "sometimes"),
+        (EcsSettings, "MIGRATION_TIMEOUT_SECONDS", "0"),
+        (EcsSettings, "MIGRATION_LOG_TAIL_LINES", "1001"),
+        (EcsSettings, "SERVICES_TIMEOUT_SECONDS", "-5"),
+        (DatabaseSettings, "DB_SECRET_MAX_AGE_SECONDS", "-1"),
+        (KafkaSettings, "KAFKA_AUTH_MODE", "kerberos"),
+        (KafkaSettings, "KAFKA_SASL_OVER_TLS", "perhaps"),
+        (KafkaSettings, "KAFKA_TOPICS", ","),
+        (KafkaSettings, "KAFKA_PARTITIONS", "0"),
+        (KafkaSettings, "KAFKA_REPLICATION_FACTOR", "33"),
+        (KafkaSettings, "KAFKA_TOPIC_CONFIGS", '["retention.ms"]'),
+        (KafkaSettings, "KAFKA_TIMEOUT_SECONDS", "0"),
+        (KafkaSettings, "KAFKA_TIME_RESERVE_SECONDS", "61"),
+        (NotificationSettings, "NOTIFICATION_TOPIC_ARN", "deployflow-notifications"),
+    ],
+)
+def test_given_a_bad_value_when_parsed_then_configuration_error_names_the_variable(
+    settings: type[config.EnvSettings], variable: str, raw: str
+) -> None:
+    assert f"): {variable} " in config_error(settings, {**REQUIRED[settings], variable: raw})
 
 
-def test_given_an_unknown_kafka_auth_mode_when_parsed_then_configuration_error_names_it() -> None:
-    assert "KAFKA_AUTH_MODE" in config_error(KafkaSettings, {**KAFKA_REQUIRED, "KAFKA_AUTH_MODE": "kerberos"})
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        (
+            {"DB_CONNECT_TIMEOUT_SECONDS": "301"},
+            "DB_CONNECT_TIMEOUT_SECONDS must be between 1 and 300 in this function",
+        ),
+        ({"DB_SSLMODE": "verify-full"}, "DB_SSLMODE is verify-full, which needs DB_SSLROOTCERT (DbSslRootCert)"),
+    ],
+)
+def test_given_database_settings_the_function_cannot_use_when_parsed_then_configuration_error(
+    environ: dict[str, str], problem: str
+) -> None:
+    assert problem in config_error(DatabaseSettings, {**DB_REQUIRED, **environ})
 
 
 # --- loaders: parsed once, reset on demand ---------------------------------------------------------------------
