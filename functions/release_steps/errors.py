@@ -118,6 +118,11 @@ class ServiceNotFoundError(TerminalError):
     """A service to restart does not exist (or is not ACTIVE) in the cluster."""
 
 
+class UnsupportedDeploymentControllerError(TerminalError):
+    """A service to restart uses a deployment controller other than ECS (CODE_DEPLOY, EXTERNAL): a forced new
+    deployment cannot roll it out, so the release refuses it before anything changes."""
+
+
 class ServiceDeploymentFailedError(TerminalError):
     """A service's new deployment FAILED, was rolled back, or disappeared."""
 

@@ -71,6 +71,9 @@ NEXT_STEPS: dict[str, str] = {
     "deleted), then start a new release",
     "ServiceNotFoundError": "check the service names (execution input or ServiceNames) against the cluster and start "
     "a new release; the migration already ran",
+    "UnsupportedDeploymentControllerError": "a release restarts services with a forced new deployment, which needs "
+    "the ECS deployment controller: drop the service from ServiceNames (or the execution's services) and deploy it "
+    "with its own controller (CodeDeploy), then start a new release; nothing was changed",
     "ServiceDeploymentFailedError": "read the service's events in the ECS console (failed or rolled back), fix the "
     "service and start a new release; the migration already ran",
     "ServiceRolloutTimeoutError": "the deployment may still be running: check the service's events in the ECS "

@@ -18,7 +18,11 @@ from release_steps import clients, config
 from release_steps.aws_errors import error_code, error_message
 from release_steps.config import EcsSettings
 from release_steps.ecs import EcsClient, EcsService
-from release_steps.errors import ServiceDeploymentFailedError, ServiceNotFoundError
+from release_steps.errors import (
+    ServiceDeploymentFailedError,
+    ServiceNotFoundError,
+    UnsupportedDeploymentControllerError,
+)
 from release_steps.models import ReleaseState, RolloutResult, ServiceRollout
 from release_steps.observability import logger, parse_event, step
 from release_steps.timeutil import deadline_after, utc_now
@@ -43,7 +47,7 @@ def describe_restartable(names: list[str], ecs: EcsClient) -> dict[str, EcsServi
         )
     not_ecs = [f"{n} ({s.deployment_controller})" for n, s in services.items() if s.deployment_controller != "ECS"]
     if not_ecs:
-        raise ServiceDeploymentFailedError(
+        raise UnsupportedDeploymentControllerError(
             f"cannot force a new deployment of service(s) not using the ECS deployment controller in cluster "
             f"{ecs.cluster}: {', '.join(not_ecs)}; nothing was restarted"
         )

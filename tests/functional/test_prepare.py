@@ -13,7 +13,9 @@ from release_steps.errors import (
     DeploymentInProgressError,
     InvalidInputError,
     MigrationTaskDefinitionError,
+    ServiceDeploymentFailedError,
     ServiceNotFoundError,
+    UnsupportedDeploymentControllerError,
 )
 from release_steps.models import PrepareEvent, ReleaseState
 
@@ -277,6 +279,24 @@ def test_given_a_service_gone_from_the_cluster_when_validated_then_service_not_f
 
     assert f"{SERVICES[1]} (INACTIVE)" in raised.value.message, raised.value.message
     assert "nothing was restarted" in raised.value.message
+    assert world.tasks() == [], "the preflight started a task"
+
+
+def test_given_a_service_deployed_by_codedeploy_when_validated_then_its_controller_is_refused_before_anything(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    # GIVEN a service of the release that CodeDeploy deploys (forceNewDeployment cannot roll it out)
+    event = event_for(world.start_execution("release-codedeploy"), {"imageTag": "2026-11-23.4"})
+    world.ecs.delete_service(cluster=CLUSTER, service=SERVICES[2], force=True)
+    world.ecs_backend().services.pop(f"{CLUSTER}:{SERVICES[2]}")
+    world.create_service(SERVICES[2], deploymentController={"type": "CODE_DEPLOY"})
+
+    # WHEN the release is validated THEN it is refused by name, not as a failed deployment, and nothing ran
+    with pytest.raises(UnsupportedDeploymentControllerError) as raised:
+        invoke(event, release_context)
+
+    assert f"{SERVICES[2]} (CODE_DEPLOY)" in raised.value.message, raised.value.message
+    assert not isinstance(raised.value, ServiceDeploymentFailedError)
     assert world.tasks() == [], "the preflight started a task"
 
 

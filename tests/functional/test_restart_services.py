@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 from release_steps import restart_services
-from release_steps.errors import ConfigurationError, ServiceDeploymentFailedError, ServiceNotFoundError
+from release_steps.errors import (
+    ConfigurationError,
+    ServiceNotFoundError,
+    UnsupportedDeploymentControllerError,
+)
 from release_steps.models import ReleaseState, RolloutResult
 from release_steps.timeutil import parse_iso
 
@@ -111,7 +115,7 @@ def test_given_an_inactive_service_when_restarted_then_service_not_found_and_not
     assert {n: world.primary_deployment_id(n) for n in ("alert-ingest", "alert-matcher")} == before
 
 
-def test_given_a_code_deploy_service_when_restarted_then_deployment_failed_and_nothing_is_restarted(
+def test_given_a_code_deploy_service_when_restarted_then_its_controller_is_refused_and_nothing_is_restarted(
     world: ReleaseWorld, release_context: Any
 ) -> None:
     world.ecs.delete_service(cluster=CLUSTER, service="alert-notifier", force=True)
@@ -119,7 +123,7 @@ def test_given_a_code_deploy_service_when_restarted_then_deployment_failed_and_n
     world.create_service("alert-notifier", deploymentController={"type": "CODE_DEPLOY"})
     before = {n: world.primary_deployment_id(n) for n in ("alert-ingest", "alert-matcher")}
 
-    with pytest.raises(ServiceDeploymentFailedError, match=r"alert-notifier \(CODE_DEPLOY\)"):
+    with pytest.raises(UnsupportedDeploymentControllerError, match=r"alert-notifier \(CODE_DEPLOY\)"):
         invoke(make_event(SERVICES), release_context)
 
     assert {n: world.primary_deployment_id(n) for n in ("alert-ingest", "alert-matcher")} == before
