@@ -174,6 +174,8 @@ def redrive(backend: Any, execution_arn: str, client_token: str | None = None) -
         previous = execution.exec_worker.env
         definition = json.loads(execution.state_machine.definition)
         point = resume_point(definition, previous.event_manager.get_event_history(), execution.input_data)
+        worker = _redrive_worker(execution, previous, point, record.count + 1)
+        # Counted once the redrive starts ("not updated for redrives that failed to start").
         now = datetime.datetime.now(datetime.UTC)
         record.count += 1
         record.date = now
@@ -181,7 +183,6 @@ def redrive(backend: Any, execution_arn: str, client_token: str | None = None) -
             record.tokens[client_token] = now
             while len(record.tokens) > CLIENT_TOKENS_KEPT:
                 record.tokens.popitem(last=False)
-        worker = _redrive_worker(execution, previous, point, record.count)
         execution.exec_worker = worker
         execution.exec_status = ExecutionStatus.RUNNING
         execution.stop_date = None
