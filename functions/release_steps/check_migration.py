@@ -115,7 +115,10 @@ def runner_cause(tail: LogTail) -> str | None:
         if f.get("file"):
             cause = f"{f.get('file')}: {cause}" if str(f.get("file")) not in cause else cause
     cause += f" [runner {failure.event}: {f.get('error', 'error')}, exit code {f.get('exit_code', 'unknown')}]"
-    before = [e for e in events[: events.index(failure)] if e.level not in ("INFO", "DEBUG")][-EARLIER_LINES:]
+    # Earlier warnings and errors with something to say (a plan_file line has no message: the failure line has it).
+    before = [
+        e for e in events[: events.index(failure)] if e.level not in ("INFO", "DEBUG") and e.fields.get("message")
+    ][-EARLIER_LINES:]
     if before:
         cause += "; before it: " + " | ".join(
             f"{e.level} {e.event}: {_one_line(str(e.fields.get('message', '')), 200)}".rstrip(": ") for e in before

@@ -390,6 +390,6 @@ def failure_lines(outcome: ExecutionOutcome, aws_options: Sequence[str] = ()) ->
         lines.append(
             "next: fix the cause, then resume at this state: " + redrive_command(outcome.execution_arn, aws_options)
         )
-    elif outcome.ended_in_fail_state:
+    elif outcome.ended_in_fail_state and outcome.summary is None:
         lines.append("next: the workflow published its failure summary; fix the cause, then start a new release")
     return lines

@@ -57,8 +57,8 @@ NEXT_STEPS: dict[str, str] = {
     "MigrationTaskDefinitionError": "check the MigrationTaskFamily and MigrationContainerName parameters against ECS, "
     "redeploy the stack, then start a new release",
     "MigrationTaskStartError": "fix what ECS refused (subnets, security groups, roles, image) and start a new release",
-    "MigrationFailedError": "fix the migration named in the cause (its statement and PostgreSQL's error are above; "
-    "its transaction was rolled back) and start a new release",
+    "MigrationFailedError": "fix the migration file named in the cause (the runner's failure line above: its lint "
+    "finding, or the failing statement with PostgreSQL's error) and start a new release",
     "MigrationTimeoutError": "the task was stopped: look for locks or a long-running statement in the database, raise "
     "MigrationTimeoutSeconds if the migration is legitimately long, then start a new release",
     "DatabaseAuthError": "fix the database secret (rotated?) or the database user, then start a new release (the "
@@ -70,12 +70,12 @@ NEXT_STEPS: dict[str, str] = {
     "TopicConflictError": "reconcile the topic by hand or change the topic parameters (topics are never shrunk or "
     "deleted), then start a new release",
     "ServiceNotFoundError": "check the service names (execution input or ServiceNames) against the cluster and start "
-    "a new release; the migration already ran",
+    "a new release",
     "UnsupportedDeploymentControllerError": "a release restarts services with a forced new deployment, which needs "
     "the ECS deployment controller: drop the service from ServiceNames (or the execution's services) and deploy it "
-    "with its own controller (CodeDeploy), then start a new release; nothing was changed",
+    "with its own controller (CodeDeploy), then start a new release",
     "ServiceDeploymentFailedError": "read the service's events in the ECS console (failed or rolled back), fix the "
-    "service and start a new release; the migration already ran",
+    "service and start a new release",
     "ServiceRolloutTimeoutError": "the deployment may still be running: check the service's events in the ECS "
     "console; once it COMPLETED nothing is left to do, otherwise fix the service (or raise ServicesTimeoutSeconds if "
     "rollouts are legitimately slow) and start a new release",
@@ -174,8 +174,26 @@ def describe_failure(state: RecordStepInput, failed_state: str | None) -> Failur
         error=error,
         message=cause_message(state.failure.cause),
         failed_step=_clip(failed_state, 120) if failed_state else "(state not recorded)",
-        next_step=next_step_hint(error) + _services_command(state, error),
+        next_step=next_step_hint(error) + _migration_clause(state, error) + _services_command(state, error),
     )
+
+
+# The errors of the service steps, whose Next line says whether the migration ran before them (it stays applied).
+_SERVICE_ERRORS = frozenset(
+    {"ServiceNotFoundError", "UnsupportedDeploymentControllerError", "ServiceDeploymentFailedError"}
+)
+
+
+def _migration_clause(state: RecordStepInput, error: str) -> str:
+    """``; the migration already ran`` (or that it did not) for a failure about the services, as the state says."""
+    if error not in _SERVICE_ERRORS:
+        return ""
+    migration = state.migration
+    if migration is None or not migration.task_arn:
+        return "; nothing was changed: the migration did not run"
+    if state.request is not None and state.request.dry_run:
+        return "; nothing was changed (a dry run)"
+    return "; the migration already ran (it stays applied)"
 
 
 def _services_command(state: RecordStepInput, error: str) -> str:
@@ -189,7 +207,7 @@ def _services_command(state: RecordStepInput, error: str) -> str:
         return ""
     names = " ".join(_clip(s.name, 255) for s in unfinished)
     return (
-        f": aws ecs describe-services --cluster {clusters.pop()} --services {names} "
+        f"; their events: aws ecs describe-services --cluster {clusters.pop()} --services {names} "
         "--query 'services[].{name: serviceName, deployments: deployments, events: events[:10]}'"
     )
 
@@ -437,7 +455,7 @@ def _schema_line(schema: SchemaResult | None) -> str:
     if schema.pending_migrations:
         parts.append(f"pending migrations {', '.join(schema.pending_migrations)}")
     if schema.applied_versions:
-        parts.append(f"applied {', '.join(schema.applied_versions[-5:])}")
+        parts.append(f"applied so far {', '.join(schema.applied_versions[-5:])}")
     text = "; ".join(parts)
     shown = schema.differences[:SUMMARY_LIST_MAX]
     for difference in shown:

@@ -269,7 +269,10 @@ def summary_lines(o: ExecutionOutcome) -> dict[str, str]:
 
 
 def assert_caught_summary(o: ExecutionOutcome, state: str, error: str, *cause: str) -> dict[str, str]:
-    """The pasteable summary: headline naming the state, the error, the cause's root-cause text, a Next line."""
+    """The pasteable summary: headline naming the state, the error, the cause's root-cause text, a Next line; the
+    report above it has no next line of its own (the summary's Next is the one)."""
+    report = outcome_report(o).split("\n\n", 1)[0].splitlines()
+    assert not [line for line in report if line.startswith("next:")], report
     fields = summary_lines(o)
     assert fields["headline"].endswith(f"FAILED at {state}"), o.summary
     assert fields["Error"] == error, o.summary
@@ -804,6 +807,7 @@ def test_given_a_service_whose_deployment_fails_then_the_release_fails_naming_it
     assert "alert-matcher failed)" in services_text, f"the footer says why the rollout ended:\n{o.summary}"
     assert "not finished" not in services_text, f"a failed rollout is not an unfinished one:\n{o.summary}"
     assert f"aws ecs describe-services --cluster {CLUSTER} --services {failing} " in fields["Next"], o.summary
+    assert "; the migration already ran (it stays applied); their events: aws ecs" in fields["Next"], o.summary
     rollback_event = next(e for e in services_text.splitlines() if "rolling back to deployment" in e)
     assert primary(described[failing])["id"] in rollback_event, "the rollback event names the deployment now PRIMARY"
 
@@ -938,7 +942,11 @@ def test_given_a_file_that_drops_a_column_then_the_lint_refuses_it_before_anythi
             *FAILURE_TAIL,
         ],
     )
-    assert_caught_summary(unsafe, "Check migration task", "MigrationFailedError", "ban-drop-column", "nothing applied")
+    unsafe_fields = assert_caught_summary(
+        unsafe, "Check migration task", "MigrationFailedError", "ban-drop-column", "nothing applied"
+    )
+    assert "PostgreSQL" not in unsafe_fields["Next"].split("or the failing statement")[0], unsafe.summary
+    assert "before it:" not in unsafe_fields["Cause"], f"the plan_file line repeats the finding:\n{unsafe.summary}"
     message = assert_failed_with(
         unsafe, "MigrationFailedError", "exit code 11", "MigrationLintError", "ban-drop-column", "nothing applied"
     )
@@ -1007,6 +1015,7 @@ def test_given_a_service_gone_from_the_cluster_then_the_preflight_ends_the_relea
     assert_path(o, REFUSED_PATH)
     fields = assert_caught_summary(o, "Validate release request", "ServiceNotFoundError", f"{SERVICES[1]} (INACTIVE)")
     assert (fields["Migration"], fields["Services"]) == ("not reached", "not reached"), o.summary
+    assert fields["Next"].endswith("; nothing was changed: the migration did not run"), o.summary
     assert result.before.tables == result.after.tables, "the database changed"
     assert result.before.history == result.after.history
     assert result.before.tasks_started == result.after.tasks_started, "a migration task was started"
