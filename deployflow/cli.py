@@ -4,6 +4,8 @@
     deployflow local run [--scenario NAME] [--json] [--render-path FILE]
     deployflow start --image-tag T [--services a,b] [--dry-run] [--idempotency-key K] [--follow] [target options]
     deployflow watch EXECUTION [target options]
+    deployflow status [--stack-name S] [--output text|json]       who holds the one-release lock
+    deployflow abandon EXECUTION_ARN --reason TEXT [--stack-name S] give a release up: lock released, stopped
     deployflow completion bash|zsh
 
 Target options (as the AWS CLI takes them): --stack-name (finds the state machine in the stack's outputs) or
@@ -240,7 +242,7 @@ def _start(args: argparse.Namespace) -> int:
         print(f"deployflow start: {e}; nothing was started", file=sys.stderr)
         return EXIT_USAGE
     try:
-        sfn, cloudformation = _session_clients(args)
+        sfn, cloudformation, *_ = _session_clients(args)
         machine = _state_machine_arn(args, cloudformation)
         name = execution_name(args.image_tag, args.idempotency_key)
         arn = _start_or_attach(sfn, machine, name, document, attach=args.idempotency_key is not None)
@@ -318,7 +320,7 @@ def _watch(args: argparse.Namespace) -> int:
         print(f"deployflow watch: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        sfn, cloudformation = _session_clients(args, arn if arn.startswith("arn:") else None)
+        sfn, cloudformation, *_ = _session_clients(args, arn if arn.startswith("arn:") else None)
         if not arn.startswith("arn:"):
             machine = _state_machine_arn(args, cloudformation)
             arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{arn}"
@@ -370,15 +372,20 @@ EXIT_CODES = """exit status:
   130  interrupted: the watching stopped, an execution already started goes on running"""
 
 
-def _target_options(parser: argparse.ArgumentParser) -> None:
+def _where_options(
+    parser: argparse.ArgumentParser,
+    *,
+    output: str,
+    stack_output: str = "its StateMachineArn output names the state machine",
+) -> None:
+    """--stack-name, --region, --profile, --endpoint-url and --output, as every command against a stack takes them."""
     stack = os.environ.get("DEPLOYFLOW_STACK_NAME") or None
     parser.add_argument(
         "--stack-name",
         default=stack,
-        help="the deployed deployflow stack; its StateMachineArn output names the state machine "
+        help=f"the deployed deployflow stack; {stack_output} "
         f"(default: $DEPLOYFLOW_STACK_NAME{', now ' + stack if stack else ', unset'})",
     )
-    parser.add_argument("--state-machine-arn", help="the state machine's ARN, instead of --stack-name")
     parser.add_argument(
         "--region", help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, the ARN's region, the profile's)"
     )
@@ -387,13 +394,20 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
         "--endpoint-url",
         help="another endpoint for the AWS APIs, e.g. the local stack's moto (default: $AWS_ENDPOINT_URL)",
     )
-    parser.add_argument(
-        "--output",
-        choices=("text", "json"),
-        default="text",
-        help="stdout: text (the execution ARN, or the deployment record) or json (one document: "
-        "status, error, cause, failed step, path, record); progress always goes to stderr (default: text)",
+    parser.add_argument("--output", choices=("text", "json"), default="text", help=f"{output} (default: text)")
+
+
+def _lock_options(parser: argparse.ArgumentParser, *, output: str) -> None:
+    _where_options(parser, output=output, stack_output="its ReleaseLockTableName output names the lock's table")
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    _where_options(
+        parser,
+        output="stdout: text (the execution ARN, or the deployment record) or json (one document: "
+        "status, error, cause, failed step, path, record); progress always goes to stderr",
     )
+    parser.add_argument("--state-machine-arn", help="the state machine's ARN, instead of --stack-name")
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between progress reads (default: 2)")
     parser.add_argument(
         "--timeout", type=float, default=4 * 3600, help="stop following after this many seconds (default: 14400)"
@@ -487,6 +501,10 @@ def parser(*, with_local: bool = True) -> argparse.ArgumentParser:
     watch.add_argument("execution", help="execution ARN, or its name with --stack-name / --state-machine-arn")
     _target_options(watch)
     watch.set_defaults(handler=_watch)
+
+    from deployflow.lock_commands import add_commands
+
+    add_commands(commands, _lock_options)
 
     completion = commands.add_parser(
         "completion",

@@ -198,11 +198,18 @@ def _resource_label(state: Mapping[str, Any]) -> str:
     return resource.rsplit(":", 1)[-1]
 
 
+def _short_error(error: str) -> str:
+    """A retried error as its box shows it: the service errors of a Lambda or DynamoDB call as one ``Service.*``."""
+    if error in LAMBDA_SERVICE_ERRORS:
+        return "Lambda.*"
+    return "DynamoDB.*" if error.startswith("DynamoDB.") else error
+
+
 def _retry_names(state: Mapping[str, Any]) -> list[str]:
     names: list[str] = []
     for retrier in state.get("Retry", []):
         for error in retrier.get("ErrorEquals", []):
-            short = "Lambda.*" if error in LAMBDA_SERVICE_ERRORS else str(error)
+            short = _short_error(str(error))
             if short not in names:
                 names.append(short)
     return names

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_sts import STSClient
 
 # arn:aws:states:<region>:<account>:stateMachine:<name> or ...:execution:<machine>:<name>
 _ARN_REGION = re.compile(r"^arn:aws[a-z-]*:states:([a-z0-9-]+):")
@@ -62,10 +64,13 @@ def resolve_region(
 
 
 class Clients(NamedTuple):
-    """The CLI's clients: Step Functions (executions) and CloudFormation (the stack's outputs)."""
+    """The CLI's clients: Step Functions (executions), CloudFormation (the stack's outputs), DynamoDB (the
+    one-release lock) and STS (who abandons a release). Creating a client calls nothing."""
 
     stepfunctions: SFNClient
     cloudformation: CloudFormationClient
+    dynamodb: DynamoDBClient
+    sts: STSClient
 
 
 def clients(target: Target, *, arn: str | None = None) -> Clients:
@@ -90,6 +95,8 @@ def clients(target: Target, *, arn: str | None = None) -> Clients:
         return Clients(
             session.client("stepfunctions", region_name=region, config=config, endpoint_url=endpoint),
             session.client("cloudformation", region_name=region, config=config, endpoint_url=endpoint),
+            session.client("dynamodb", region_name=region, config=config, endpoint_url=endpoint),
+            session.client("sts", region_name=region, config=config, endpoint_url=endpoint),
         )
     except BotoCoreError as e:  # an unknown profile, a broken config file: nothing to talk to
         raise TargetError(one_line(e)) from e

@@ -53,6 +53,7 @@ from moto.core.config import DefaultConfig
 
 from deployflow.local._patching import AttributePatch, PatchSet
 from deployflow.local.cloudformation import CloudFormationFixes
+from deployflow.local.dynamodb_seam import AtomicItemWrites
 from deployflow.local.ecs_seam import EcsSeam
 from deployflow.local.lambda_seam import LambdaSeam
 from deployflow.local.sfn_redrive import RedriveSeam
@@ -73,6 +74,7 @@ Mode = Literal["in-process", "server"]
 # The services the local stack and its tests call (the boto3-stubs extras of deployflow[dev] type these names).
 LocalService = Literal[
     "cloudformation",
+    "dynamodb",
     "ec2",
     "ecr",
     "ecs",
@@ -149,6 +151,7 @@ class LocalAws:
         self.interpreter = InterpreterFixes()
         self.redrive = RedriveSeam()
         self.cloudformation = CloudFormationFixes()
+        self.dynamodb = AtomicItemWrites()
         self.endpoint_url: str | None = None
         self._started = False
         self._mock: Any = None
@@ -171,7 +174,16 @@ class LocalAws:
         if self.config.quiet:
             self._quiet_loggers()
         try:
-            for seam in (self.lambdas, self.ecs, self.time, self.interpreter, self.redrive, self.cloudformation):
+            seams = (
+                self.lambdas,
+                self.ecs,
+                self.time,
+                self.interpreter,
+                self.redrive,
+                self.cloudformation,
+                self.dynamodb,
+            )
+            for seam in seams:
                 seam.install()
                 installed.append(seam)
             if self.mode == "in-process":
@@ -227,7 +239,15 @@ class LocalAws:
             self.ecs.shutdown()
         finally:
             self._stop_backend()
-            for seam in (self.cloudformation, self.redrive, self.interpreter, self.time, self.ecs, self.lambdas):
+            for seam in (
+                self.dynamodb,
+                self.cloudformation,
+                self.redrive,
+                self.interpreter,
+                self.time,
+                self.ecs,
+                self.lambdas,
+            ):
                 seam.uninstall()
             self._restore_loggers()
 

@@ -104,7 +104,13 @@ class Scenario:
     summary: str
     expected_status: str
     expected_error: str | None
-    run: Callable[[LocalStack, Observer | None], ScenarioResult]
+    body: Callable[[LocalStack, Observer | None], ScenarioResult]
+
+    def run(self, stack: LocalStack, observer: Observer | None) -> ScenarioResult:
+        """Run the scenario; its checks end with who holds the one-release lock afterwards."""
+        result = self.body(stack, observer)
+        result.checks.append(lock_after(stack, result.outcome))
+        return result
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
@@ -119,6 +125,19 @@ def execute(
     outcome = follow(stack.client("stepfunctions"), arn, observer, poll_seconds=0.1, timeout_seconds=600)
     stack.deliver_status_change(arn)
     return outcome
+
+
+def lock_after(stack: LocalStack, outcome: ExecutionOutcome) -> Check:
+    """Who holds the one-release lock once ``outcome``'s execution ended: nobody after a success, a caught failure
+    (the failure path gives it back), an abort or a timeout; the execution itself when it failed at a step (its
+    redrive is its recovery: ``deployflow abandon`` it, or redrive it, before another release can start)."""
+    holder = stack.lock_holder()
+    kept = outcome.status == "FAILED" and SUMMARIZE_STATE not in outcome.path  # failed at its step, not caught
+    expected = outcome.execution_arn if kept else None
+    seen = holder.execution_arn if holder is not None else None
+    name = outcome.execution_arn.rsplit(":", 1)[-1]
+    what = f"the release lock is held by {name} (failed at a step)" if kept else "the release lock is free"
+    return Check(what, seen == expected, f"held by {seen}" if seen else "free")
 
 
 def apply_migrations(stack: LocalStack, migrations_dir: Path | None = None) -> None:
@@ -521,8 +540,10 @@ def _concurrent(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
         sfn = stack.client("stepfunctions")
         watcher = threading.Thread(target=lambda: first.append(follow(sfn, first_arn, observer, 0.1, 600)))
         watcher.start()
-        _wait_until_running(sfn, first_arn, state_of("CheckImageFunction"))
+        wait_until_running(sfn, first_arn, state_of("CheckImageFunction"))
         second = execute(stack, {"imageTag": DEFAULT_TAG}, None, name=f"concurrent-second-{int(time.time())}")
+        holder_after_refusal = stack.lock_holder()
+        first_running = sfn.describe_execution(executionArn=first_arn)["status"] == "RUNNING"
         watcher.join(600)
     after = stack.snapshot()
     checks = [
@@ -538,6 +559,12 @@ def _concurrent(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
         ),
         _error_mentions(second, first_arn.rsplit(":", 1)[-1]),
         Check(
+            "the refused execution's failure path left the first one's lock in place",
+            first_running and holder_after_refusal is not None and holder_after_refusal.execution_arn == first_arn,
+            f"first {'running' if first_running else 'already ended'}; lock held by "
+            f"{holder_after_refusal.execution_name if holder_after_refusal else 'nobody'}",
+        ),
+        Check(
             "exactly one migration task ran",
             after.tasks_started - before.tasks_started == 1,
             f"{after.tasks_started - before.tasks_started}",
@@ -547,7 +574,8 @@ def _concurrent(stack: LocalStack, observer: Observer | None) -> ScenarioResult:
     return _result("concurrent", "FAILED", "DeploymentInProgressError", [*first, second], before, after, checks)
 
 
-def _wait_until_running(sfn: Any, arn: str, past_state: str, timeout: float = 60) -> None:
+def wait_until_running(sfn: Any, arn: str, past_state: str, timeout: float = 60) -> None:
+    """Wait (bounded) until a running execution has entered ``past_state``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from release_steps.lock import LockHolder
+from release_steps.lock import read as read_lock
+
 from deployflow.local.aws import (
     ACCOUNT_ID,
     LocalAws,
@@ -118,6 +121,7 @@ class LocalStack:
         self.topic_arn = ""
         self.db_secret_arn = ""
         self.kafka_secret_arn = ""
+        self.lock_table = ""
         self.function_arns: dict[str, str] = {}
         self.cloudformation_stack: DeployedStack | None = None
         self.ignored_overrides: list[str] = []
@@ -232,6 +236,10 @@ class LocalStack:
             tasks_started=len(self._aws.ecs.runs),
             primary_deployments=primary_deployments(ecs, CLUSTER, SERVICES),
         )
+
+    def lock_holder(self) -> LockHolder | None:
+        """The release holding the one-release lock (read from its table, strongly consistent), None if free."""
+        return read_lock(self.client("dynamodb"), self.lock_table)
 
     def push_image(self, tag: str) -> str:
         """Push a migration image with a clean scan; its digest."""
@@ -386,6 +394,8 @@ class LocalStack:
         self.cloudformation_stack = deployed
         self.topic_arn = deployed.outputs["NotificationTopicArn"]
         template.attributes["NotificationTopic"] = self.topic_arn  # first: a function's environment refers to it
+        self.lock_table = deployed.outputs["ReleaseLockTableName"]
+        template.attributes["ReleaseLockTable"] = self.lock_table
         lambda_client = aws.client("lambda")
         for spec in template.functions():
             name = deployed.physical_id(spec.logical_id)

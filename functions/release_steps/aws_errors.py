@@ -26,6 +26,7 @@ THROTTLING_ERROR_CODES = frozenset(
         "RequestThrottledException",
         "SlowDown",
         "EC2ThrottledException",
+        "ProvisionedThroughputExceededException",
     }
 )
 

@@ -13,6 +13,7 @@ import boto3
 from botocore.config import Config
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_ecs import ECSClient
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+
+
+@cache
+def dynamodb() -> DynamoDBClient:
+    """The cached DynamoDB client (the one-release lock)."""
+    return boto3.client("dynamodb", config=_CONFIG)
 
 
 @cache
@@ -54,5 +61,5 @@ def sns() -> SNSClient:
 
 def reset() -> None:
     """Drop cached clients (tests and the local stack switch endpoints or credentials)."""
-    for accessor in (ecr, ecs, logs, stepfunctions, sns):
+    for accessor in (dynamodb, ecr, ecs, logs, stepfunctions, sns):
         accessor.cache_clear()

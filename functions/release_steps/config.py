@@ -48,6 +48,13 @@ class ReleaseSettings(EnvSettings):
     services_poll_seconds: int = setting("SERVICES_POLL_SECONDS", integer(1, 3600), default=15)
 
 
+class LockSettings(EnvSettings):
+    """The one-release lock's DynamoDB table (ReleaseLockTable)."""
+
+    # DynamoDB table names: 3-255 of [a-zA-Z0-9_.-] (DynamoDB developer guide, "Naming rules").
+    table_name: str = setting("LOCK_TABLE_NAME", pattern(r"[a-zA-Z0-9_.-]{3,255}", "a DynamoDB table name"))
+
+
 class ImageSettings(EnvSettings):
     """The ECR repository of the migration image and the scan policy."""
 
@@ -142,6 +149,12 @@ def release_settings() -> ReleaseSettings:
 
 
 @cache
+def lock_settings() -> LockSettings:
+    """Lock settings of this function, parsed once."""
+    return LockSettings.from_environ()
+
+
+@cache
 def image_settings() -> ImageSettings:
     """Image settings of this function, parsed once."""
     return ImageSettings.from_environ()
@@ -175,6 +188,7 @@ def reset() -> None:
     """Forget parsed settings (tests and the local stack change the environment between invocations)."""
     for loader in (
         release_settings,
+        lock_settings,
         image_settings,
         ecs_settings,
         database_settings,

@@ -67,7 +67,7 @@ class ConfigurationError(TerminalError):
 
 
 class DeploymentInProgressError(TerminalError):
-    """Another execution of this state machine is running; releases never overlap."""
+    """Another release holds the one-release lock (running, or failed at a step awaiting its redrive)."""
 
 
 class ImageNotFoundError(TerminalError):

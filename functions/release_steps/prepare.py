@@ -1,20 +1,20 @@
-"""Validate release request: parse the execution input, apply the stack's defaults, never overlap another release."""
+"""Validate release request: parse the execution input, apply the stack's defaults, take the one-release lock."""
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from release_steps import clients, config
+from release_steps import clients, config, lock
 from release_steps.aws_errors import error_code, error_message, translate_throttling
-from release_steps.config import EcsSettings, ReleaseSettings
+from release_steps.config import EcsSettings, LockSettings, ReleaseSettings
 from release_steps.ecs import EcsClient
-from release_steps.errors import DeploymentInProgressError, InvalidInputError
+from release_steps.errors import ConfigurationError, DeploymentInProgressError, InvalidInputError
 from release_steps.messages import clip, describe_validation_error, json_type
 from release_steps.models import (
     ExecutionContext,
@@ -26,13 +26,21 @@ from release_steps.models import (
 )
 from release_steps.observability import logger, parse_event, step
 from release_steps.preflight import preflight
-from release_steps.timeutil import parse_iso, to_iso
+from release_steps.timeutil import to_iso, utc_now
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_stepfunctions import SFNClient
-    from mypy_boto3_stepfunctions.type_defs import ExecutionListItemTypeDef
 
 STEP_NAME = "Validate release request"
+
+
+@dataclass(frozen=True)
+class ReleaseClients:
+    """The AWS clients the first step uses beside ECS: the lock table's and Step Functions' (the holder's status)."""
+
+    dynamodb: DynamoDBClient
+    sfn: SFNClient
 
 
 NAMES_LISTED = 10
@@ -70,69 +78,58 @@ def validate_request(raw_input: Any, settings: ReleaseSettings) -> ReleaseReques
     return ReleaseRequest(image_tag=release_input.image_tag, services=services, dry_run=release_input.dry_run)
 
 
-def _to_millis(moment: datetime) -> datetime:
-    # Step Functions reports start times in milliseconds; compare at that precision so a tie is a tie.
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+def _status_of(sfn: SFNClient, holder: lock.LockHolder) -> str:
+    """The holder's execution status for the refusal (``FAILED``, ``RUNNING`` ...); unknown if it cannot be read."""
+    try:
+        with translate_throttling("states:DescribeExecution"):
+            described = sfn.describe_execution(executionArn=holder.execution_arn)
+    except ClientError as e:
+        return f"of unknown status ({error_code(e)})"
+    status = str(described.get("status", "UNKNOWN"))
+    redrive = described.get("redriveStatus")
+    return f"{status}, redrive {redrive}" if status == "FAILED" and redrive else status
 
 
-def _running_executions(execution: ExecutionContext, sfn: SFNClient) -> list[ExecutionListItemTypeDef]:
-    running: list[ExecutionListItemTypeDef] = []
-    with translate_throttling("states:ListExecutions"):
+def take_release_lock(
+    execution: ExecutionContext, request: ReleaseRequest, lock_table: str, dynamodb: DynamoDBClient, sfn: SFNClient
+) -> None:
+    """Take the one-release lock for this execution (again, if it holds it: a retry or a redrive of this step), or
+    refuse with ``DeploymentInProgressError`` naming the holder and the two ways out."""
+    holder = lock.LockHolder(
+        execution_arn=execution.id,
+        execution_name=execution.name,
+        image_tag=request.image_tag,
+        dry_run=request.dry_run,
+        execution_start_time=execution.start_time,
+        acquired_at=to_iso(utc_now()),
+    )
+    with translate_throttling("dynamodb:UpdateItem"):
         try:
-            paginator = sfn.get_paginator("list_executions")
-            for page in paginator.paginate(stateMachineArn=execution.state_machine_arn, statusFilter="RUNNING"):
-                running.extend(page.get("executions", []))
+            other = lock.acquire(dynamodb, lock_table, holder)
         except ClientError as e:
-            if error_code(e) in {"StateMachineDoesNotExist", "InvalidArn"}:
-                raise InvalidInputError(
-                    f"invalid step input: execution.stateMachineArn: {execution.state_machine_arn!r} "
-                    f"cannot be listed ({error_code(e)}: {error_message(e)})"
+            if error_code(e) in {"ResourceNotFoundException", "AccessDeniedException", "ValidationException"}:
+                raise ConfigurationError(
+                    f"the release lock table {lock_table!r} (LOCK_TABLE_NAME) cannot be written: "
+                    f"{error_code(e)}: {error_message(e)}"
                 ) from e
             raise
-    return running
-
-
-def ensure_no_other_release(execution: ExecutionContext, sfn: SFNClient) -> None:
-    """Refuse when another RUNNING execution of this state machine started first (a tie goes to the lower name).
-
-    Of two simultaneous starts exactly one proceeds: each sees the other, and only the later (or, at the same
-    millisecond, the higher-named) one finds an earlier rival. ListExecutions is documented as eventually
-    consistent, so two starts within its propagation delay can still miss each other; a strict lock would need a
-    conditional write (e.g. DynamoDB), which this stack does not have.
-    """
-    running = _running_executions(execution, sfn)
-    mine = next((e for e in running if e.get("executionArn") == execution.id), None)
-    my_start = _to_millis(
-        mine["startDate"] if mine is not None else parse_iso(execution.start_time, "execution.startTime")
-    )
-    my_key = (my_start, execution.name)
-    rivals = sorted(
-        (
-            (_to_millis(e["startDate"]), str(e["name"]), str(e["executionArn"]))
-            for e in running
-            if e.get("executionArn") != execution.id
-        ),
-        key=lambda rival: (rival[0], rival[1]),
-    )
-    earlier = [rival for rival in rivals if (rival[0], rival[1]) < my_key]
-    if earlier:
-        started, name, arn = earlier[0]
-        raise DeploymentInProgressError(
-            f"another release is running: execution {name} ({arn}) started {to_iso(started)}, before this one "
-            f"({execution.name}, started {to_iso(my_start)}); releases never overlap: wait for it to finish "
-            f"or stop it with `aws stepfunctions stop-execution --execution-arn {arn}`"
-        )
-    if rivals:
-        logger.info("later executions are running; they will refuse to start", extra={"later": [r[2] for r in rivals]})
+    if other is not None:
+        raise DeploymentInProgressError(lock.refusal(other, _status_of(sfn, other)))
+    logger.info("release lock taken", extra={"lock_table": lock_table, "image_tag": request.image_tag})
 
 
 def prepare(
-    event: PrepareEvent, settings: ReleaseSettings, sfn: SFNClient, ecs_settings: EcsSettings, ecs: EcsClient
+    event: PrepareEvent,
+    settings: ReleaseSettings,
+    lock_settings: LockSettings,
+    clients_for: ReleaseClients,
+    ecs_settings: EcsSettings,
+    ecs: EcsClient,
 ) -> ReleaseState:
-    """Validate the request first (bad input touches nothing), make sure no other release is running, then check
-    that what the release will touch exists (preflight) before any step changes anything."""
+    """Validate the request first (bad input touches nothing), take the one-release lock, then check that what the
+    release will touch exists (preflight) before any step changes anything."""
     request = validate_request(event.input, settings)
-    ensure_no_other_release(event.execution, sfn)
+    take_release_lock(event.execution, request, lock_settings.table_name, clients_for.dynamodb, clients_for.sfn)
     warnings = preflight(request, ecs_settings, ecs)
     if warnings:
         logger.warning("preflight warnings", extra={"warnings": warnings})
@@ -151,4 +148,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     prepare_event = parse_event(PrepareEvent, event, "release step input")
     ecs_settings = config.ecs_settings()
     ecs = EcsClient(clients.ecs(), ecs_settings.cluster)
-    return prepare(prepare_event, config.release_settings(), clients.stepfunctions(), ecs_settings, ecs).to_json()
+    aws = ReleaseClients(dynamodb=clients.dynamodb(), sfn=clients.stepfunctions())
+    return prepare(prepare_event, config.release_settings(), config.lock_settings(), aws, ecs_settings, ecs).to_json()

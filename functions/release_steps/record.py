@@ -48,7 +48,10 @@ NEXT_STEPS: dict[str, str] = {
     "InvalidInputError": "fix the field named in the cause in the execution input and start a new release",
     "ConfigurationError": "fix the stack parameter behind the named variable (samconfig.toml), redeploy the stack, "
     "then start a new release",
-    "DeploymentInProgressError": "let the running release finish (or stop it in the console), then start a new release",
+    "DeploymentInProgressError": (
+        "the release named in the error holds the lock: let it finish, resume it as the error says if it failed at a "
+        "step, or give it up with deployflow abandon <its ARN>; then start a new release"
+    ),
     "ImageNotFoundError": "push the migration image with this tag (or correct the tag) and start a new release",
     "ImageScanFailedError": "look at the image's scan in ECR (unsupported base image?), rescan it and start a new "
     "release",

@@ -33,6 +33,7 @@ MAIN_STATES = (
     "Restart services",
     "Check services",
     "Build deployment record",
+    "Release lock",
     "Notify success",
 )
 MISSING_TAG = "2026-11-25.404"

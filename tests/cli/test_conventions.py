@@ -256,7 +256,7 @@ def test_given_help_then_the_exit_codes_are_shown_and_local_run_describes_each_s
 @pytest.mark.parametrize(
     ("line", "offered"),
     [
-        ("deployflow st", {"start"}),
+        ("deployflow st", {"start", "status"}),
         ("deployflow watch --reg", {"--region"}),
         ("deployflow completion z", {"zsh"}),
     ],

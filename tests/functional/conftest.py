@@ -15,7 +15,17 @@ from moto import mock_aws
 from moto.moto_api import state_manager
 from release_steps import clients, config
 
-from tests.functional.release_world import CLUSTER, CONTAINER, FAMILY, REGION, REPOSITORY, SERVICES, ReleaseWorld
+from deployflow.local.dynamodb_seam import AtomicItemWrites
+from tests.functional.release_world import (
+    CLUSTER,
+    CONTAINER,
+    FAMILY,
+    LOCK_TABLE,
+    REGION,
+    REPOSITORY,
+    SERVICES,
+    ReleaseWorld,
+)
 
 # Variables that would send boto3 somewhere else than moto, or make it look for a profile that does not exist.
 AWS_REDIRECTS = (
@@ -26,6 +36,7 @@ AWS_REDIRECTS = (
     "AWS_ENDPOINT_URL_ECR",
     "AWS_ENDPOINT_URL_LOGS",
     "AWS_ENDPOINT_URL_SFN",
+    "AWS_ENDPOINT_URL_DYNAMODB",
     "AWS_CONFIG_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_ROLE_ARN",
@@ -81,8 +92,10 @@ def release_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
 @pytest.fixture
 def release_world(release_env: pytest.MonkeyPatch) -> Iterator[ReleaseWorld]:
     """A moto account with the stack's settings in the environment (cluster, repository, family... not created)."""
-    with mock_aws():
+    # DynamoDB's conditional writes are atomic; moto's are not without the seam (deployflow/local/dynamodb_seam.py).
+    with mock_aws(), AtomicItemWrites():
         world = ReleaseWorld()
+        world.create_lock_table()
         settings = {
             "SERVICES": ",".join(SERVICES),
             "MIGRATION_POLL_SECONDS": "10",
@@ -99,6 +112,7 @@ def release_world(release_env: pytest.MonkeyPatch) -> Iterator[ReleaseWorld]:
             "MIGRATION_TIMEOUT_SECONDS": "1800",
             "MIGRATION_LOG_TAIL_LINES": "5",
             "SERVICES_TIMEOUT_SECONDS": "1200",
+            "LOCK_TABLE_NAME": LOCK_TABLE,
         }
         for name, value in settings.items():
             release_env.setenv(name, value)

@@ -31,6 +31,7 @@ REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 SERVICES = ["alert-ingest", "alert-matcher", "alert-notifier"]
 STATE_MACHINE = "deployflow-release"
 STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE}"
+LOCK_TABLE = "deployflow-release-lock"
 LOG_GROUP = "/ecs/deployflow-migrate"
 LOG_PREFIX = "migrate"
 OLD_IMAGE = f"{REGISTRY}/{REPOSITORY}:2026-11-20.1"
@@ -71,6 +72,7 @@ class ReleaseWorld:
         self.ecr = boto3.client("ecr", region_name=REGION)
         self.logs = boto3.client("logs", region_name=REGION)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
         ec2 = boto3.client("ec2", region_name=REGION)
         default_vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
         vpc_filter: list[FilterTypeDef] = [{"Name": "vpc-id", "Values": [default_vpc]}]
@@ -334,6 +336,25 @@ class ReleaseWorld:
             if container.name == container_name:
                 container.exitCode = exit_code
                 container.reason = None
+
+    # --- the one-release lock ---------------------------------------------------------------------------------
+
+    def create_lock_table(self) -> None:
+        """The lock table with the key schema and billing mode template.yaml gives ReleaseLockTable."""
+        from tests.static import documents
+
+        properties = documents.resources("AWS::DynamoDB::Table")["ReleaseLockTable"]["Properties"]
+        self.dynamodb.create_table(
+            TableName=LOCK_TABLE,
+            KeySchema=properties["KeySchema"],
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            BillingMode=properties["BillingMode"],
+        )
+
+    def lock_items(self) -> dict[str, dict[str, Any]]:
+        """Every item of the lock table by lockId (the lock and its history), read past the code under test."""
+        items = self.dynamodb.scan(TableName=LOCK_TABLE, ConsistentRead=True)["Items"]
+        return {str(item["lockId"]["S"]): item for item in items}
 
     # --- Step Functions ---------------------------------------------------------------------------------------
 

@@ -1,15 +1,17 @@
-"""Validate release request: input validation with the stack's defaults, and the one-release-at-a-time guard."""
+"""Validate release request: input validation with the stack's defaults, and the one-release lock."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from moto.core.exceptions import JsonRESTError
-from release_steps import prepare
+from release_steps import lock, prepare
 from release_steps.errors import (
     AwsThrottlingError,
+    ConfigurationError,
     DeploymentInProgressError,
     InvalidInputError,
     MigrationTaskDefinitionError,
@@ -19,7 +21,15 @@ from release_steps.errors import (
 )
 from release_steps.models import PrepareEvent, ReleaseState
 
-from tests.functional.release_world import CLUSTER, FAMILY, SERVICES, STATE_MACHINE_ARN, ReleaseWorld, load_event
+from tests.functional.release_world import (
+    CLUSTER,
+    FAMILY,
+    LOCK_TABLE,
+    SERVICES,
+    STATE_MACHINE_ARN,
+    ReleaseWorld,
+    load_event,
+)
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
@@ -153,16 +163,6 @@ def test_given_a_service_listed_twice_when_validated_then_invalid_input_error_na
         invoke(event_for(world.start_execution("release-dup"), raw_input), release_context)
 
 
-def test_given_bad_input_while_another_release_runs_when_validated_then_the_input_error_wins(
-    world: ReleaseWorld, release_context: Any
-) -> None:
-    world.start_execution("release-earlier", started=T0)
-    mine = world.start_execution("release-later", started=T0 + timedelta(minutes=1))
-
-    with pytest.raises(InvalidInputError, match="imageTag"):
-        invoke(event_for(mine, {"imageTag": ""}), release_context)
-
-
 def test_given_an_event_without_execution_context_when_invoked_then_invalid_input_error_names_it(
     world: ReleaseWorld, release_context: Any
 ) -> None:
@@ -170,102 +170,181 @@ def test_given_an_event_without_execution_context_when_invoked_then_invalid_inpu
         invoke({"input": {"imageTag": "2026-11-23.4"}}, release_context)
 
 
-# --- one release at a time -----------------------------------------------------------------------------------------
+# --- one release at a time: the lock --------------------------------------------------------------------------------
 
 
-def test_given_an_earlier_running_release_when_validated_then_deployment_in_progress_names_it(
+def held_by(world: ReleaseWorld, execution: dict[str, str], context: Any, tag: str = "2026-11-23.4") -> None:
+    """``execution`` took the lock through the step itself."""
+    invoke(event_for(execution, {"imageTag": tag}), context)
+
+
+def test_given_no_release_holds_the_lock_when_validated_then_it_takes_it_naming_execution_tag_and_start(
     world: ReleaseWorld, release_context: Any
 ) -> None:
-    earlier = world.start_execution("release-earlier", started=T0)
-    mine = world.start_execution("release-later", started=T0 + timedelta(seconds=30))
+    mine = world.start_execution("release-mine", started=T0)
+
+    invoke(event_for(mine, {"imageTag": "2026-11-23.4", "dryRun": True}), release_context)
+
+    item = world.lock_items()["release"]
+    assert item["executionArn"] == {"S": mine["id"]}
+    assert item["executionName"] == {"S": "release-mine"}
+    assert item["imageTag"] == {"S": "2026-11-23.4"}
+    assert item["dryRun"] == {"BOOL": True}
+    assert item["executionStartTime"] == {"S": mine["startTime"]}
+    assert item["acquiredAt"]["S"].endswith("Z")
+    assert item["acquisitions"] == {"N": "1"}
+
+
+def test_given_another_release_holds_the_lock_when_validated_then_deployment_in_progress_names_it_and_the_ways_out(
+    world: ReleaseWorld, release_context: Any
+) -> None:
+    holder = world.start_execution("release-holder", started=T0)
+    held_by(world, holder, release_context, tag="2026-11-22.9")
+    before = world.lock_items()
+    mine = world.start_execution("release-refused", started=T0 + timedelta(minutes=5))
 
     with pytest.raises(DeploymentInProgressError) as raised:
         invoke(event_for(mine), release_context)
 
-    assert "release-earlier" in raised.value.message
-    assert earlier["id"] in raised.value.message, "the message should carry the ARN an operator can stop"
+    message = raised.value.message
+    assert "execution release-holder (" + holder["id"] + ")" in message, message
+    assert "image tag 2026-11-22.9" in message, message
+    assert f"started {holder['startTime']}" in message, message
+    assert "now RUNNING" in message, "the holder's status, from DescribeExecution"
+    assert f"aws stepfunctions redrive-execution --execution-arn {holder['id']} --region us-east-1" in message
+    assert f'deployflow abandon {holder["id"]} --reason "<why>"' in message
+    assert "\n" not in message
+    assert world.lock_items() == before, "a refused release must not touch the holder's lock"
 
 
-def test_given_a_later_running_release_when_validated_then_this_earlier_one_proceeds(
-    world: ReleaseWorld, release_context: Any
+def test_given_this_execution_crashed_after_taking_the_lock_when_the_step_is_retried_then_it_takes_it_again(
+    world: ReleaseWorld, release_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mine = world.start_execution("release-earlier", started=T0)
-    world.start_execution("release-later", started=T0 + timedelta(seconds=30))
+    # GIVEN the step took the lock and then died before its end (a bug, a Lambda timeout: the ASL retries or a
+    # redrive reruns the step as the same execution)
+    mine = world.start_execution("release-crashed", started=T0)
 
-    assert invoke(event_for(mine), release_context)["execution"]["name"] == "release-earlier"
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the Lambda died between the lock and the step's end")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(prepare, "preflight", crash)
+        with pytest.raises(RuntimeError):
+            invoke(event_for(mine), release_context)
+    first = world.lock_items()["release"]
+    assert first["executionArn"] == {"S": mine["id"]}, "the crash happened after the lock was taken"
+
+    # WHEN the same execution runs the step again THEN it proceeds (no deadlock on its own lock)
+    state = invoke(event_for(mine), release_context)
+
+    assert state["execution"]["id"] == mine["id"]
+    again = world.lock_items()["release"]
+    assert again["acquisitions"] == {"N": "2"}
+    assert again["acquiredAt"] == first["acquiredAt"], "the first acquisition's time is kept"
+    other = world.start_execution("release-other", started=T0 + timedelta(seconds=1))
+    with pytest.raises(DeploymentInProgressError, match="release-crashed"):
+        invoke(event_for(other), release_context)
 
 
-def test_given_two_releases_started_in_the_same_millisecond_when_both_validate_then_exactly_one_proceeds(
-    world: ReleaseWorld, release_context: Any
+@pytest.mark.parametrize("round_", range(5))
+def test_given_two_releases_in_the_same_millisecond_when_both_validate_at_once_then_exactly_one_takes_the_lock(
+    world: ReleaseWorld, release_context: Any, round_: int
 ) -> None:
-    first = world.start_execution("release-a", started=T0)
-    second = world.start_execution("release-b", started=T0)
+    executions = [world.start_execution(f"release-{round_}-{side}", started=T0) for side in ("a", "b")]
+    both_ready = threading.Barrier(2, timeout=30)
+    outcomes: dict[str, str] = {}
 
-    outcomes = {}
-    for execution in (second, first):
+    def validate(execution: dict[str, str]) -> None:
+        both_ready.wait()
         try:
             invoke(event_for(execution), release_context)
-            outcomes[execution["name"]] = "proceeds"
+            outcomes[execution["name"]] = "took the lock"
         except DeploymentInProgressError as e:
             outcomes[execution["name"]] = e.message
 
-    assert outcomes["release-a"] == "proceeds", "a tie goes to the lower name"
-    assert "another release is running: execution release-a " in outcomes["release-b"], "the refused one names a"
+    threads = [threading.Thread(target=validate, args=(e,)) for e in executions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    winners = [name for name, outcome in outcomes.items() if outcome == "took the lock"]
+    assert len(outcomes) == 2, outcomes
+    assert len(winners) == 1, outcomes
+    [loser] = set(outcomes) - set(winners)
+    assert f"execution {winners[0]} (" in outcomes[loser], "the refused one names the winner"
+    assert world.lock_items()["release"]["executionName"] == {"S": winners[0]}
 
 
-def test_given_only_finished_releases_when_validated_then_it_proceeds(
+def test_given_the_holder_gave_the_lock_back_when_a_new_release_validates_then_it_proceeds(
     world: ReleaseWorld, release_context: Any
 ) -> None:
-    for name in ("release-old-1", "release-old-2"):
-        finished = world.start_execution(name, started=T0 - timedelta(days=1))
-        world.sfn.stop_execution(executionArn=finished["id"], error="Aborted", cause="test")
-    mine = world.start_execution("release-now", started=T0)
+    holder = world.start_execution("release-done", started=T0)
+    held_by(world, holder, release_context)
+    assert lock.release(world.dynamodb, LOCK_TABLE, holder["id"]) is True
 
-    assert invoke(event_for(mine), release_context)["request"]["imageTag"] == "2026-11-23.4"
+    mine = world.start_execution("release-next", started=T0 + timedelta(hours=1))
+
+    assert invoke(event_for(mine), release_context)["execution"]["name"] == "release-next"
+    assert world.lock_items()["release"]["executionName"] == {"S": "release-next"}
 
 
-def test_given_the_earlier_release_on_the_second_page_when_validated_then_it_is_still_found(
+def test_given_another_holder_when_a_release_that_does_not_hold_it_gives_it_back_then_nothing_changes(
     world: ReleaseWorld, release_context: Any
 ) -> None:
-    # moto returns RUNNING executions newest first, 100 a page: 120 later ones push the earlier one to page 2.
-    earlier = world.start_execution("release-000-earliest", started=T0)
-    mine = world.start_execution("release-001-mine", started=T0 + timedelta(seconds=1))
-    for i in range(120):
-        world.start_execution(f"release-later-{i:03d}", started=T0 + timedelta(seconds=2 + i))
+    holder = world.start_execution("release-holder", started=T0)
+    held_by(world, holder, release_context)
+    refused = world.start_execution("release-refused", started=T0)
 
-    with pytest.raises(DeploymentInProgressError) as raised:
-        invoke(event_for(mine), release_context)
-
-    assert earlier["id"] in raised.value.message
+    assert lock.release(world.dynamodb, LOCK_TABLE, refused["id"]) is False
+    assert world.lock_items()["release"]["executionArn"] == {"S": holder["id"]}
 
 
-def test_given_my_execution_missing_from_the_listing_when_validated_then_the_context_start_time_is_used(
+def test_given_bad_input_while_another_release_holds_the_lock_when_validated_then_the_input_error_wins(
     world: ReleaseWorld, release_context: Any
 ) -> None:
-    world.start_execution("release-running", started=T0 + timedelta(minutes=5))
-    not_yet_listed = {
-        "id": f"{STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:release-fresh",
-        "name": "release-fresh",
-        "startTime": "2026-11-23T10:00:00.000Z",
-        "stateMachineArn": STATE_MACHINE_ARN,
-    }
+    holder = world.start_execution("release-earlier", started=T0)
+    held_by(world, holder, release_context)
+    mine = world.start_execution("release-later", started=T0 + timedelta(minutes=1))
 
-    assert invoke(event_for(not_yet_listed), release_context)["execution"]["name"] == "release-fresh"
+    with pytest.raises(InvalidInputError, match="imageTag"):
+        invoke(event_for(mine, {"imageTag": ""}), release_context)
 
 
-def test_given_stepfunctions_throttles_when_validated_then_aws_throttling_error(
+def test_given_bad_input_when_validated_then_the_lock_is_not_taken(world: ReleaseWorld, release_context: Any) -> None:
+    mine = world.start_execution("release-bad", started=T0)
+
+    with pytest.raises(InvalidInputError):
+        invoke(event_for(mine, {"imageTag": "no spaces allowed"}), release_context)
+
+    assert "release" not in world.lock_items()
+
+
+def test_given_dynamodb_throttles_when_validated_then_aws_throttling_error(
     world: ReleaseWorld, release_context: Any, no_sdk_retries: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
     mine = world.start_execution("release-throttled", started=T0)
 
     def throttled(*args: Any, **kwargs: Any) -> Any:
-        raise JsonRESTError("ThrottlingException", "Rate exceeded")
+        raise JsonRESTError("ProvisionedThroughputExceededException", "Rate exceeded")
 
-    monkeypatch.setattr(type(world.sfn_backend()), "list_executions", throttled)
+    monkeypatch.setattr(DynamoDBBackend, "update_item", throttled)
 
-    with pytest.raises(AwsThrottlingError, match=r"states:ListExecutions was throttled"):
+    with pytest.raises(AwsThrottlingError, match=r"dynamodb:UpdateItem was throttled"):
         invoke(event_for(mine), release_context)
     assert AwsThrottlingError.transient, "the ASL retries it"
+
+
+def test_given_the_lock_table_does_not_exist_when_validated_then_configuration_error_names_it(
+    world: ReleaseWorld, release_context: Any, release_setting: Any
+) -> None:
+    release_setting("LOCK_TABLE_NAME", "no-such-table")
+    mine = world.start_execution("release-no-table", started=T0)
+
+    with pytest.raises(ConfigurationError, match=r"'no-such-table' \(LOCK_TABLE_NAME\) cannot be written"):
+        invoke(event_for(mine), release_context)
 
 
 def test_given_a_service_gone_from_the_cluster_when_validated_then_service_not_found_before_anything_changes(

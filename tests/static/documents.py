@@ -34,6 +34,18 @@ LAMBDA_ERRORS = frozenset(
         "Lambda.ClientExecutionTimeoutException",
     }
 )
+# What the DynamoDB service integration (arn:aws:states:::dynamodb:*) fails with: "DynamoDB." + the API's error
+# code (Step Functions developer guide, "Call DynamoDB APIs with Step Functions"; moto's interpreter does the same).
+DYNAMODB_ERRORS = frozenset(
+    {
+        "DynamoDB.ConditionalCheckFailedException",
+        "DynamoDB.ProvisionedThroughputExceededException",
+        "DynamoDB.ThrottlingException",
+        "DynamoDB.RequestLimitExceeded",
+        "DynamoDB.InternalServerError",
+        "DynamoDB.AmazonDynamoDBException",
+    }
+)
 # Step Functions' own error names (Amazon States Language, "Error names").
 STATES_ERRORS = frozenset(
     {
@@ -227,7 +239,11 @@ def resolve(value: Any, parameters: Mapping[str, str]) -> str:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, dict) and set(value) == {"Ref"}:
-        return parameters[value["Ref"]]
+        if value["Ref"] in parameters:
+            return parameters[value["Ref"]]
+        if value["Ref"] in resources():  # a resource's physical name, as CloudFormation generates it
+            return f"deployflow-{value['Ref']}-1A2B3C4D5E6F"
+        raise KeyError(value["Ref"])
     if isinstance(value, dict) and set(value) == {"Fn::Join"}:
         delimiter, parts = value["Fn::Join"]
         if isinstance(parts, dict):  # a list parameter: its value is the comma-separated string

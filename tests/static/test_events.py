@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from release_steps import models, notify_stopped
+from release_steps import lock_on_end, models, notify_stopped
 
 from tests.static.documents import ROOT, template
 
@@ -27,6 +27,7 @@ INPUT_MODELS: dict[str, type[BaseModel]] = {
     "record": models.RecordStepInput,
     "summarize_failure": models.SummarizeFailureInput,
     "notify_stopped": notify_stopped.ExecutionStatusChangeEvent,
+    "lock_on_end": lock_on_end.ExecutionStatusChange,
 }
 
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from release_steps import errors
+from release_steps import errors, lock
 from release_steps.timeutil import next_poll_seconds
 
 from tests.static import documents as docs
@@ -37,6 +37,7 @@ SUCCESS_PATH = [
     "Check services",
     "Services rolled out?",
     "Build deployment record",
+    "Release lock",
     "Notify success",
     "Return deployment record",
     "Release succeeded",
@@ -64,6 +65,8 @@ REQUIRED_RETRIES = {
 # The only Lambda tasks that make no AWS call of their own: everything else retries AwsThrottlingError.
 NO_AWS_CALLS = {"Build deployment record", "Summarize failure"}
 FAILURE_ENTRY = "Summarize failure"
+LOCK_RELEASE_ON_SUCCESS = "Release lock"
+LOCK_RELEASE_ON_FAILURE = "Release lock after failure"
 HISTORY_EVENT_LIMIT = 25_000
 EVENTS_PER_POLL = 10  # Choice (2) + Wait (2) + Lambda task (5) events per loop turn, rounded up
 
@@ -220,7 +223,12 @@ def test_given_every_lambda_task_then_it_retries_the_lambda_service_errors_first
 
 
 def test_given_every_error_name_in_the_asl_then_it_exists() -> None:
-    known = {*errors.transient_error_names(), *errors.terminal_error_names(), *docs.STATES_ERRORS}
+    known = {
+        *errors.transient_error_names(),
+        *errors.terminal_error_names(),
+        *docs.STATES_ERRORS,
+        *docs.DYNAMODB_ERRORS,
+    }
     for name, state in docs.states().items():
         for error in [*docs.retry_names(state), *docs.catch_names(state)]:
             assert error in known or error in docs.LAMBDA_ERRORS, (
@@ -360,8 +368,12 @@ def test_given_the_failure_path_then_the_original_failure_survives_to_the_fail_s
                 f"{name!r} Catch writes {catcher['ResultPath']}: it would hide the original failure"
             )
     for name in ("Notify failure", "Notify failure (raw)"):
-        assert all_states[name]["Next"] == "Release failed"
-        assert {c["Next"] for c in all_states[name]["Catch"]} == {"Release failed"}
+        assert all_states[name]["Next"] == LOCK_RELEASE_ON_FAILURE
+        assert {c["Next"] for c in all_states[name]["Catch"]} == {LOCK_RELEASE_ON_FAILURE}
+    release = all_states[LOCK_RELEASE_ON_FAILURE]
+    assert release["Next"] == "Release failed"
+    assert {c["Next"] for c in release["Catch"]} == {"Release failed"}
+    assert {c["ResultPath"] for c in release["Catch"]}.isdisjoint({"$", "$.failure"})
     fail = all_states["Release failed"]
     assert fail["Type"] == "Fail"
     assert fail["ErrorPath"] == "$.failure.Error"
@@ -404,6 +416,42 @@ def test_given_a_successful_release_then_the_output_is_the_deployment_record() -
         "OutputPath": "$.record.record",
         "Next": "Release succeeded",
     }
+
+
+@pytest.mark.parametrize("state_name", [LOCK_RELEASE_ON_SUCCESS, LOCK_RELEASE_ON_FAILURE])
+def test_given_a_lock_release_state_then_it_deletes_only_this_execution_s_lock_and_tolerates_not_holding_it(
+    state_name: str,
+) -> None:
+    state = docs.states()[state_name]
+    assert state["Resource"] == "arn:aws:states:::dynamodb:deleteItem"
+    assert state["Parameters"] == {
+        "TableName": "${ReleaseLockTableName}",
+        "Key": lock.KEY,
+        "ConditionExpression": lock.HELD_BY,
+        "ExpressionAttributeValues": {":arn": {"S.$": "$$.Execution.Id"}},
+    }, f"{state_name!r} must delete the lock item of lock.py only when this execution holds it"
+    assert state["ResultPath"] is None
+    [catcher] = state["Catch"]
+    assert catcher["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"], (
+        "only 'not held' is caught: a DynamoDB outage after the retries fails the execution here, lock held, and a "
+        "redrive resumes here"
+    )
+    assert catcher["Next"] == state["Next"]
+    retried = set(docs.retry_names(state))
+    assert "DynamoDB.ConditionalCheckFailedException" not in retried
+    assert retried <= docs.DYNAMODB_ERRORS
+
+
+def test_given_every_path_that_ends_the_release_then_it_gives_the_lock_back_first() -> None:
+    all_states = docs.states()
+    # Every way to Release succeeded / Release failed passes a lock release state: walk back from each end.
+    for end, release in (("Release succeeded", LOCK_RELEASE_ON_SUCCESS), ("Release failed", LOCK_RELEASE_ON_FAILURE)):
+        into_end = {name for name, state in all_states.items() if end in docs.transitions(state)}
+        assert into_end <= {release, "Return deployment record"}, f"{end!r} is reached past the lock: {into_end}"
+    assert all_states["Return deployment record"]["Next"] == "Release succeeded"
+    assert LOCK_RELEASE_ON_SUCCESS in docs.reachable("Validate release request", with_catch=False)
+    assert LOCK_RELEASE_ON_FAILURE in docs.reachable(FAILURE_ENTRY)
+    assert LOCK_RELEASE_ON_SUCCESS not in docs.reachable(FAILURE_ENTRY)
 
 
 def _worst_case_retry_seconds(state: dict[str, Any]) -> float:

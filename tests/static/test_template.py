@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from release_steps import config
+from release_steps import config, lock
 
 from tests.static import documents as docs
 
 # Which settings each step module reads (config.py loaders). The source scan below keeps this honest.
 SETTINGS_BY_MODULE: dict[str, set[str]] = {
-    "release_steps.prepare": {"release_settings", "ecs_settings"},
+    "release_steps.prepare": {"release_settings", "lock_settings", "ecs_settings"},
     "release_steps.check_image": {"image_settings"},
     "release_steps.run_migration": {"ecs_settings"},
     "release_steps.check_migration": {"ecs_settings"},
@@ -27,9 +27,11 @@ SETTINGS_BY_MODULE: dict[str, set[str]] = {
     "release_steps.record": set(),
     "release_steps.summarize_failure": {"ecs_settings"},
     "release_steps.notify_stopped": {"notification_settings"},
+    "release_steps.lock_on_end": {"lock_settings"},
 }
 SETTINGS_CLASSES: dict[str, type[config.EnvSettings]] = {
     "release_settings": config.ReleaseSettings,
+    "lock_settings": config.LockSettings,
     "image_settings": config.ImageSettings,
     "ecs_settings": config.EcsSettings,
     "database_settings": config.DatabaseSettings,
@@ -69,13 +71,52 @@ def test_given_the_state_machine_then_it_reads_the_asl_file_and_names_itself_aft
     assert machine["Tracing"] == {"Enabled": True}
 
 
-def test_given_the_fixed_state_machine_name_then_the_prepare_policy_targets_exactly_it() -> None:
-    statements = [s for p in docs.resources()["PrepareFunction"]["Properties"]["Policies"] for s in p["Statement"]]
-    [listing] = [s for s in statements if s["Action"] == "states:ListExecutions"]
+def _statements(policies: list[Any]) -> list[dict[str, Any]]:
+    return [s for p in policies if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    return set(statement["Action"]) if isinstance(statement["Action"], list) else {statement["Action"]}
+
+
+def test_given_the_fixed_state_machine_name_then_the_prepare_policy_describes_only_its_executions() -> None:
+    statements = _statements(docs.resources()["PrepareFunction"]["Properties"]["Policies"])
+    [describe] = [s for s in statements if "states:DescribeExecution" in _actions(s)]
     expected_name = docs.state_machine()["Name"]["Fn::Sub"]
-    assert listing["Resource"]["Fn::Sub"].endswith(f":stateMachine:{expected_name}"), (
-        "states:ListExecutions must be scoped to the state machine's own ARN, built from its fixed name"
+    assert describe["Resource"]["Fn::Sub"].endswith(f":execution:{expected_name}:*"), (
+        "states:DescribeExecution (the lock holder's status) must be scoped to the state machine's executions"
     )
+    assert not [s for s in statements if "states:ListExecutions" in _actions(s)], "the lock replaced ListExecutions"
+
+
+def test_given_the_lock_table_then_it_is_on_demand_with_point_in_time_recovery_and_encrypted() -> None:
+    table = docs.resources("AWS::DynamoDB::Table")["ReleaseLockTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["KeySchema"] == [{"AttributeName": next(iter(lock.KEY)), "KeyType": "HASH"}]
+    assert docs.template()["Outputs"]["ReleaseLockTableName"]["Value"] == {"Ref": "ReleaseLockTable"}
+
+
+def test_given_the_lock_table_then_each_principal_may_do_exactly_its_part_on_it() -> None:
+    table_arn = {"Fn::GetAtt": ["ReleaseLockTable", "Arn"]}
+    allowed: dict[str, set[str]] = {}
+    principals = {
+        name: r["Properties"].get("Policies", [])
+        for name, r in docs.resources().items()
+        if "Policies" in r.get("Properties", {})
+    }
+    for name, policies in principals.items():
+        for statement in _statements(policies):
+            dynamodb = {a for a in _actions(statement) if a.startswith("dynamodb:")}
+            if dynamodb:
+                assert statement["Resource"] == table_arn, f"{name}: {sorted(dynamodb)} on {statement['Resource']}"
+                allowed.setdefault(name, set()).update(dynamodb)
+    assert allowed == {
+        "PrepareFunction": {"dynamodb:UpdateItem", "dynamodb:GetItem"},
+        "ReleaseStateMachine": {"dynamodb:DeleteItem"},
+        "ReleaseLockOnEndFunction": {"dynamodb:DeleteItem", "dynamodb:PutItem"},
+    }
 
 
 def test_given_every_lambda_task_then_the_state_machine_may_invoke_exactly_those_functions() -> None:

@@ -52,6 +52,7 @@ FAILED_PATH = [
     "Verify schema failed",
     "Summarize failure",
     "Notify failure",
+    "Release lock after failure",
     "Release failed",
 ]
 
@@ -196,8 +197,10 @@ def test_given_nine_states_catching_their_terminal_errors_when_drawn_then_each_c
     assert all(label for label in into_passes.values()), "each state's own Catch list is its label"
     into_summary = [g for g in _edges(plain) if _edge_key(g)[1] == "Summarize failure"]
     assert len(into_summary) == 9
-    others = {_edge_key(g)[:2]: _texts(g) for g in _edges(plain) if _edge_key(g)[1] == "Release failed"}
-    assert others[("Notify failure", "Release failed")] == ["States.ALL"], "an unshared Catch keeps its label"
+    others = {_edge_key(g)[:2]: _texts(g) for g in _edges(plain) if _edge_key(g)[1] == "Release lock after failure"}
+    assert others[("Notify failure", "Release lock after failure")] == ["States.ALL"], (
+        "an unshared Catch keeps its label"
+    )
 
 
 @pytest.mark.parametrize(
@@ -229,6 +232,7 @@ def test_given_tasks_with_retries_when_drawn_then_each_names_its_retried_errors(
             for error in retrier["ErrorEquals"]:
                 assert error in tooltip, f"{name}: retried {error} missing from the tooltip"
                 short = "Lambda.*" if error.startswith("Lambda.") else error
+                short = "DynamoDB.*" if error.startswith("DynamoDB.") else short
                 assert short in shown, f"{name}: retried {error} not shown in the box ({shown!r})"
 
 
@@ -240,7 +244,13 @@ def test_given_the_asl_when_laid_out_then_the_way_through_is_one_column_and_the_
     way = ["Validate release request", "Check migration image", "Run migration task", "Check migration task"]
     way += ["Migration task finished?", "Verify schema", "Create Kafka topics", "Restart services", "Check services"]
     way += ["Services rolled out?"]
-    way += ["Build deployment record", "Notify success", "Return deployment record", "Release succeeded"]
+    way += [
+        "Build deployment record",
+        "Release lock",
+        "Notify success",
+        "Return deployment record",
+        "Release succeeded",
+    ]
     xs = {round(centres[name][0]) for name in way}
     assert max(xs) - min(xs) <= 2, f"the way through zigzags: {sorted(xs)}"
     ys = [centres[name][1] for name in way]
@@ -355,7 +365,13 @@ def test_given_a_failed_state_when_drawn_then_it_alone_is_red_and_the_title_name
 def test_given_next_and_catch_to_the_same_state_when_the_source_failed_then_the_catch_is_the_edge_taken(
     definition: dict[str, Any],
 ) -> None:
-    path = ["Build deployment record", "Notify success", "Return deployment record", "Release succeeded"]
+    path = [
+        "Build deployment record",
+        "Release lock",
+        "Notify success",
+        "Return deployment record",
+        "Release succeeded",
+    ]
     for failed, kind in ((None, "next"), ("Notify success", "catch")):
         root = _parse(_svg(definition, highlight=path, failed=failed))
         taken = {_edge_key(g) for g in _edges(root) if "taken" in _classes(g)}

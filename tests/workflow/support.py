@@ -36,10 +36,16 @@ MIGRATION_LOOP = "⟲ migration"
 SERVICES_LOOP = "⟲ services"
 _MARKERS = {"migration": MIGRATION_LOOP, "services": SERVICES_LOOP}
 
-FAILURE_TAIL = ["Summarize failure", "Notify failure", "Release failed"]
+FAILURE_TAIL = ["Summarize failure", "Notify failure", "Release lock after failure", "Release failed"]
 # A release refused by its first step: nothing after validation runs.
 REFUSED_PATH = ["Receive release request", "Validate release request", "Validate release request failed", *FAILURE_TAIL]
-SUCCESS_TAIL = ["Build deployment record", "Notify success", "Return deployment record", "Release succeeded"]
+SUCCESS_TAIL = [
+    "Build deployment record",
+    "Release lock",
+    "Notify success",
+    "Return deployment record",
+    "Release succeeded",
+]
 RELEASE_PATH = [
     "Receive release request",
     "Validate release request",

@@ -51,14 +51,16 @@ def test_given_a_release_stopped_by_an_operator_then_the_notification_names_its_
 
     # THEN one notification: ABORTED at the state it was in, no error invented, the redrive command
     assert outcome.status == "ABORTED", describe(outcome)
-    assert [(d.rule, d.function, d.error) for d in deliveries] == [
-        ("ReleaseStoppedAtStepRule", "NotifyStoppedFunction", None)
+    assert sorted((d.rule, d.function, d.error) for d in deliveries) == [
+        ("ReleaseLockOnEndRule", "ReleaseLockOnEndFunction", None),  # the one-release lock given back
+        ("ReleaseStoppedAtStepRule", "NotifyStoppedFunction", None),
     ]
     lines = assert_stopped_notification(sfn, inbox, arn, stack.aws.region)
     assert any(f"ABORTED at {state} in " in lines[0] for state in ROLLOUT_LOOP), lines[0]
     assert "error: (none given)" in lines
     assert not any(line.startswith("cause:") for line in lines), lines
-    assert deliveries[0].response["historyRead"] is True
+    [notified] = [d for d in deliveries if d.rule == "ReleaseStoppedAtStepRule"]
+    assert notified.response["historyRead"] is True
 
 
 def test_given_a_release_past_the_execution_timeout_then_the_notification_says_timed_out_at_its_state(
@@ -78,8 +80,9 @@ def test_given_a_release_past_the_execution_timeout_then_the_notification_says_t
 
     # THEN TIMED_OUT at the state that was running, after about 4 s, with the redrive command
     assert outcome.status == "TIMED_OUT", describe(outcome)
-    assert [(d.rule, d.function, d.error) for d in deliveries] == [
-        ("ReleaseStoppedAtStepRule", "NotifyStoppedFunction", None)
+    assert sorted((d.rule, d.function, d.error) for d in deliveries) == [
+        ("ReleaseLockOnEndRule", "ReleaseLockOnEndFunction", None),  # the one-release lock given back
+        ("ReleaseStoppedAtStepRule", "NotifyStoppedFunction", None),
     ]
     lines = assert_stopped_notification(sfn, inbox, arn, stack.aws.region)
     assert outcome.failed_state is not None
