@@ -394,6 +394,7 @@ def _kafka_down_then_redrive(stack: LocalStack, observer: Observer | None) -> Sc
     failed = follow(sfn, arn, observer, poll_seconds=0.1, timeout_seconds=600, tracker=tracker)
     stack.deliver_status_change(arn)  # the stopped-at-step notification, with the command run below
     stopped = stack.snapshot()
+    holder = stack.lock_holder()  # a release stopped at a step keeps the one-release lock: its redrive goes on
     stack.restart_kafka()
     command = redrive_command(arn, aws_cli_options(aws.region, None, aws.endpoint_url))
     if observer is not None:
@@ -411,6 +412,11 @@ def _kafka_down_then_redrive(stack: LocalStack, observer: Observer | None) -> Sc
             f"{failed.status} {failed.error} at {failed.failed_state}",
         ),
         _unchanged("Kafka topics while the broker was down", before.topics, stopped.topics),
+        Check(
+            "while stopped it kept the release lock, and its redrive went on with it",
+            holder is not None and holder.execution_arn == arn and outcome.status == "SUCCEEDED",
+            f"held by {holder.execution_name if holder is not None else 'nobody'}; the redrive {outcome.status}",
+        ),
         _no_service_restarted(before, stopped),
         Check(
             "the same execution was redriven once (redriveCount 1, one ExecutionRedriven event)",

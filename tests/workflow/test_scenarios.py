@@ -659,6 +659,14 @@ def test_given_kafka_down_then_back_when_the_stopped_execution_is_redriven_then_
     ]
     assert before_report[-1] == "next: fix the cause, then resume at this state: " + result.commands[0]
 
+    # The one-release lock: kept by the stopped execution, given back when its redrive succeeded (Release lock).
+    lock_checks = {c.description: c.ok for c in result.checks if "lock" in c.description}
+    assert lock_checks == {
+        "while stopped it kept the release lock, and its redrive went on with it": True,
+        "the release lock is free": True,
+    }, lock_checks
+    assert stack.lock_holder() is None
+
     # After: the same execution, resumed at Create Kafka topics, the rest of the release run once.
     assert (o.execution_arn, o.status, o.error, o.redrive_count) == (arn, "SUCCEEDED", None, 1), describe(o)
     topics_at = RELEASE_PATH.index("Create Kafka topics")
