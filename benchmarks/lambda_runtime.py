@@ -11,6 +11,7 @@ to end (Wait/Retry delays scaled by 0.02); the stack's stop.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import time
@@ -45,7 +46,10 @@ def main() -> None:
             t0 = time.perf_counter()
             response = lambda_client.invoke(FunctionName=arn, Payload=event)
             cold = time.perf_counter() - t0
-            reply = "error " + str(response.get("FunctionError")) if response.get("FunctionError") else "ok"
+            reply = "ok"
+            if response.get("FunctionError"):  # the events/ files name example resources: an error still times init
+                error = json.loads(response["Payload"].read() or b"{}")
+                reply = f"error {error.get('errorType', response['FunctionError'])}"
             warm: list[float] = []
             for _ in range(args.warm):
                 t0 = time.perf_counter()

@@ -3,7 +3,8 @@ its real duration, and the redrive command that resumes it there.
 
 Pure (the standard library and release_steps.messages only): the ``deployflow`` CLI (its progress and final report)
 and the notification of an execution stopped at its step (notify_stopped) share it, so both say the same thing
-about the same execution. A Step Functions client is passed in where history is read; nothing here creates one.
+about the same execution. A Step Functions client (typed by the mypy-boto3 stubs, imported for type checking
+only) is passed in where history is read; nothing here creates one.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from release_steps.messages import cause_message
+
+if TYPE_CHECKING:  # the stubs are a dev dependency: at run time nothing here needs them
+    from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_stepfunctions.type_defs import HistoryEventTypeDef
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 CAUSE_MAX_CHARS = 1500  # of the cause's message, in a report or a notification
@@ -306,7 +311,7 @@ def _is_lambda_task(event: Mapping[str, Any]) -> bool:
     return bool(details.get("resourceType") == "lambda")
 
 
-def read_history(sfn: Any, execution_arn: str) -> Iterator[Any]:
+def read_history(sfn: SFNClient, execution_arn: str) -> Iterator[Any]:
     """All history events of an execution, oldest first (paginated)."""
     kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
     while True:
@@ -319,13 +324,13 @@ def read_history(sfn: Any, execution_arn: str) -> Iterator[Any]:
 
 
 def read_last_visit(
-    sfn: Any, execution_arn: str, page_events: int = TAIL_PAGE_EVENTS, max_pages: int = TAIL_MAX_PAGES
-) -> tuple[list[dict[str, Any]], bool]:
+    sfn: SFNClient, execution_arn: str, page_events: int = TAIL_PAGE_EVENTS, max_pages: int = TAIL_MAX_PAGES
+) -> tuple[list[HistoryEventTypeDef], bool]:
     """The history from the last state entered to the end, oldest first, read backwards (``reverseOrder``) and
     bounded: at most ``max_pages`` pages of ``page_events``. Returns the events and whether that state's entry was
     reached (False: the bound was met first, or the execution never entered a state)."""
     kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": page_events, "reverseOrder": True}
-    newest_first: list[dict[str, Any]] = []
+    newest_first: list[HistoryEventTypeDef] = []
     for _ in range(max_pages):
         page = sfn.get_execution_history(**kwargs)
         for event in page.get("events", []):

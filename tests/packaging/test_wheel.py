@@ -74,6 +74,10 @@ def test_given_the_wheel_without_extras_then_version_and_help_work_and_nothing_e
         shown = _run([str(installed / "deployflow"), command, "--help"], env=env)
         assert shown.returncode == 0, shown.stderr
         assert "--state-machine-arn" in shown.stdout
+    for command, flag in (("status", "--stack-name"), ("abandon", "--reason")):
+        shown = _run([str(installed / "deployflow"), command, "--help"], env=env)
+        assert shown.returncode == 0, f"deployflow {command} --help: {shown.stderr}"
+        assert flag in shown.stdout, f"deployflow {command} --help shows no {flag}"
     listed = _run([str(installed / "pip"), "list", "--format", "json", "--disable-pip-version-check"], env=env)
     names = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert "deployflow" in names
