@@ -12,20 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import time
 from pathlib import Path
 
+from cfnlint.decode import cfn_yaml
+from release_steps import lock
+
 from deployflow.local.stack import DEFAULT_TAG, LocalStack, StackOptions
-from deployflow.local.template import REPO_ROOT
-from deployflow.progress import follow
+from deployflow.local.template import REPO_ROOT, TEMPLATE_PATH
+from deployflow.progress import ExecutionOutcome, follow
 
 
 def _event(logical_id: str) -> bytes:
-    stem = re.sub(r"(?<!^)(?=[A-Z])", "_", logical_id.removesuffix("Function")).lower()
-    path = Path(REPO_ROOT / "events" / f"{stem}.json")
+    """The function's events/ file, named after its Handler's module (release_steps.<module>.lambda_handler)."""
+    handler = str(cfn_yaml.load(str(TEMPLATE_PATH))["Resources"][logical_id]["Properties"]["Handler"])
+    path = Path(REPO_ROOT / "events" / f"{handler.split('.')[1]}.json")
     return path.read_bytes() if path.exists() else b"{}"
+
+
+def _ended(outcome: ExecutionOutcome) -> str:
+    return outcome.status if outcome.status == "SUCCEEDED" else f"{outcome.status} ({outcome.error})"
 
 
 def main() -> None:
@@ -57,16 +64,21 @@ def main() -> None:
                 warm.append(time.perf_counter() - t0)
             print(f"{logical_id:<26} {cold:>8.2f} {statistics.median(warm):>16.3f}  {reply}")
 
+        holder = stack.lock_holder()
+        if holder is not None:  # events/prepare.json took the one-release lock for its example execution
+            lock.release(stack.client("dynamodb"), stack.lock_table, holder.execution_arn)
         if stack.aws is not None and stack.aws.lambdas.pool is not None:
             stack.aws.lambdas.pool.reset()  # the release starts with cold runtimes
         t0 = time.perf_counter()
         arn = stack.start_execution({"imageTag": DEFAULT_TAG})
         outcome = follow(stack.client("stepfunctions"), arn, None, poll_seconds=0.05, timeout_seconds=900)
-        print(f"\nhappy release (cold runtimes, time scale 0.02): {outcome.status} in {time.perf_counter() - t0:.2f} s")
+        print(
+            f"\nhappy release (cold runtimes, time scale 0.02): {_ended(outcome)} in {time.perf_counter() - t0:.2f} s"
+        )
         t0 = time.perf_counter()
         arn = stack.start_execution({"imageTag": DEFAULT_TAG})
         outcome = follow(stack.client("stepfunctions"), arn, None, poll_seconds=0.05, timeout_seconds=900)
-        print(f"happy release again (warm runtimes): {outcome.status} in {time.perf_counter() - t0:.2f} s")
+        print(f"happy release again (warm runtimes): {_ended(outcome)} in {time.perf_counter() - t0:.2f} s")
     finally:
         t0 = time.perf_counter()
         stack.stop()
