@@ -262,6 +262,9 @@ class EcsSeam(Seam):
         entrypoint = self._command_for(image)
         if entrypoint is None and self.unmapped_images == "moto":
             return
+        # moto already lists the task: pin it before the process starts, or a DescribeTasks from another thread (an
+        # in-flight step of another execution reading the family's tasks) would advance it to STOPPED, no exit code.
+        _freeze_status(task, "PROVISIONING")
 
         args = container_override.get("command") or container_def.get("command") or []
         command = tuple(entrypoint or ()) + tuple(str(a) for a in args)
