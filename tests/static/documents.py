@@ -347,3 +347,18 @@ def reachable_identifiers(module: str, entry: str = "lambda_handler") -> set[str
             found.add(name)
             pending.extend(defs.get(name, []))
     return found
+
+
+def status_change_event(detail: dict[str, Any], time: str) -> dict[str, Any]:
+    """A "Step Functions Execution Status Change" event as EventBridge delivers it, around ``detail``."""
+    return {
+        "version": "0",
+        "id": "315c1398-40ff-a850-213b-158f73e60175",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": "123456789012",
+        "time": time,
+        "region": "us-east-1",
+        "resources": [detail["executionArn"]],
+        "detail": detail,
+    }

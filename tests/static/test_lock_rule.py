@@ -29,28 +29,19 @@ def _matcher() -> EventPattern:
 
 
 def _event(status: str, machine: str = MACHINE_ARN, error: Any = None) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": "315c1398-40ff-a850-213b-158f73e60175",
-        "detail-type": "Step Functions Execution Status Change",
-        "source": "aws.states",
-        "account": "123456789012",
-        "time": "2026-11-23T10:22:04Z",
-        "region": "us-east-1",
-        "resources": [EXECUTION_ARN],
-        "detail": {
-            "executionArn": EXECUTION_ARN,
-            "stateMachineArn": machine,
-            "name": "release-1",
-            "status": status,
-            "startDate": 1551225146847,
-            "stopDate": None if status == "RUNNING" else 1551225151881,
-            "input": "{}",
-            "output": None,
-            "error": error,
-            "cause": None,
-        },
+    detail = {
+        "executionArn": EXECUTION_ARN,
+        "stateMachineArn": machine,
+        "name": "release-1",
+        "status": status,
+        "startDate": 1551225146847,
+        "stopDate": None if status == "RUNNING" else 1551225151881,
+        "input": "{}",
+        "output": None,
+        "error": error,
+        "cause": None,
     }
+    return docs.status_change_event(detail, "2026-11-23T10:22:04Z")
 
 
 @pytest.mark.parametrize("status", ["ABORTED", "TIMED_OUT"])

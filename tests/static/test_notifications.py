@@ -88,17 +88,7 @@ def _event(status: str, error: object = ABSENT, cause: object = ABSENT, machine:
         detail["error"] = error
     if cause is not ABSENT:
         detail["cause"] = cause
-    return {
-        "version": "0",
-        "id": "315c1398-40ff-a850-213b-158f73e60175",
-        "detail-type": "Step Functions Execution Status Change",
-        "source": "aws.states",
-        "account": "123456789012",
-        "time": "2026-11-23T19:42:21Z",
-        "region": "us-east-1",
-        "resources": [EXECUTION_ARN],
-        "detail": detail,
-    }
+    return docs.status_change_event(detail, "2026-11-23T19:42:21Z")
 
 
 # --- the rule -----------------------------------------------------------------------------------------------------
