@@ -1,18 +1,18 @@
-"""One-line messages from a pydantic validation error and from a Lambda error cause.
+"""One-line messages from a msgspec validation error and from a Lambda error cause.
 
-Pure (pydantic and the standard library only): the handlers and the ``deployflow`` CLI share it, and the CLI's
+Pure (msgspec and the standard library only): the handlers and the ``deployflow`` CLI share it, and the CLI's
 wheel ships it without Powertools or any handler.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from pydantic import ValidationError
+from msgspec import ValidationError
 
 FIELD_MAX_CHARS = 80  # a field name comes from input: an unknown key can be any length
-FIELDS_LISTED = 10
 MESSAGE_MAX_CHARS = 1000
 
 
@@ -27,16 +27,36 @@ def json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
+# msgspec's message: "<what is wrong>[ - at `$.path`]"; its type names are JSON's, written as code.
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_FIELD = re.compile(r"^Object (?P<what>missing required|contains unknown) field `(?P<field>[^`]*)`$")
+_JSON_TYPES = {
+    "`object`": "an object",
+    "`array`": "an array",
+    "`str`": "a string",
+    "`int`": "an integer",
+    "`float`": "a number",
+    "`bool`": "a boolean",
+    "`null`": "null",
+}
+
+
 def describe_validation_error(error: ValidationError, what: str) -> str:
-    """One line naming the offending fields, e.g. ``imageTag: String should match pattern ...`` (bounded)."""
-    errors = error.errors()
-    parts = []
-    for err in errors[:FIELDS_LISTED]:
-        field = clip(".".join(str(p) for p in err["loc"]) or "(document)", FIELD_MAX_CHARS)
-        parts.append(f"{field}: {clip(err['msg'], 200)}")
-    if len(errors) > FIELDS_LISTED:
-        parts.append(f"... and {len(errors) - FIELDS_LISTED} more")
-    return clip(f"invalid {what}: " + "; ".join(parts), MESSAGE_MAX_CHARS)
+    """One line naming the offending field, e.g. ``imageTag: expected a string matching regex ...`` (bounded).
+
+    msgspec stops at the first problem, so the line names one field: the operator fixes it and tries again."""
+    found = _AT.match(str(error))
+    message, path = (found["msg"], found["path"] or "") if found else (str(error), "")
+    field = path.removeprefix(".")
+    missing = _FIELD.match(message)
+    if missing:
+        field = f"{field}.{missing['field']}" if field else missing["field"]
+        message = "field required" if missing["what"] == "missing required" else "unknown field"
+    else:
+        message = message[:1].lower() + message[1:]
+        for code, name in _JSON_TYPES.items():
+            message = message.replace(code, name)
+    return clip(f"invalid {what}: {clip(field or '(document)', FIELD_MAX_CHARS)}: {clip(message, 200)}", MESSAGE_MAX_CHARS)
 
 
 def cause_message(cause: str | None) -> str:

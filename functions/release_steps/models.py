@@ -7,20 +7,32 @@ The state document grows as the execution advances: ``request`` and ``execution`
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
-from pydantic.alias_generators import to_camel
+import msgspec
+from msgspec import Meta, UnsetType, field
+
+M = TypeVar("M", bound="Model")
 
 
-class Model(BaseModel):
-    """Base: camelCase JSON, snake_case Python; unknown keys in the state are ignored by a step's input model."""
+class Model(msgspec.Struct, rename="camel", kw_only=True):
+    """Base: camelCase JSON, snake_case Python; unknown keys in the state are ignored by a step's input model.
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", defer_build=True)
+    msgspec Structs, not pydantic: a class costs microseconds to define and msgspec a few ms to import, where
+    pydantic's import and 26 model classes were most of every step's cold start (benchmarks/cold_start.py).
+    Validation happens in ``load`` (msgspec.convert, strict: a JSON ``"off"`` is not a boolean); the constructor
+    checks nothing, as the code that calls it builds values it already holds typed."""
+
+    @classmethod
+    def load(cls: type[M], document: Any) -> M:
+        """``document`` (decoded JSON) validated into this model; raises ``msgspec.ValidationError`` naming the
+        first field that is wrong."""
+        return msgspec.convert(document, cls)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready document Step Functions passes on."""
-        return self.model_dump(mode="json", by_alias=True)
+        document: dict[str, Any] = msgspec.to_builtins(self)
+        return document
 
 
 # --- the execution input and the first step ---------------------------------------------------------------------
@@ -28,17 +40,15 @@ class Model(BaseModel):
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
-class ReleaseInput(Model):
+class ReleaseInput(Model, forbid_unknown_fields=True):
     """The execution input as typed by an operator or a pipeline; only ``imageTag`` is required."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    image_tag: str = Field(pattern=IMAGE_TAG_PATTERN)
-    services: list[str] | None = Field(default=None, min_length=1)
-    # Strict: JSON true/false only. Lax parsing would read "off" and "0" as false (a real release) and "yes" or 1
-    # as true; an operator who typed either meant something else and must be told.
-    dry_run: StrictBool = False
-    idempotency_key: str | None = Field(default=None, max_length=80)
+    image_tag: Annotated[str, Meta(pattern=IMAGE_TAG_PATTERN)]
+    services: Annotated[list[str], Meta(min_length=1)] | None = None
+    # Strict (msgspec's default): JSON true/false only. Lax parsing would read "off" and "0" as false (a real
+    # release) and "yes" or 1 as true; an operator who typed either meant something else and must be told.
+    dry_run: bool = False
+    idempotency_key: Annotated[str, Meta(max_length=80)] | None = None
 
 
 class ExecutionContext(Model):
@@ -64,7 +74,7 @@ class ReleaseRequest(Model):
     image_tag: str
     services: list[str]
     dry_run: bool
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class PollSettings(Model):
@@ -93,7 +103,7 @@ class ImageResult(Model):
     digest: str
     image_uri: str
     scan_status: str
-    finding_counts: dict[str, int] = Field(default_factory=dict)
+    finding_counts: dict[str, int] = field(default_factory=dict)
 
 
 class ImageStepInput(ReleaseState):
@@ -116,7 +126,7 @@ class PlannedStatement(Model):
     excerpt: str
     lock: str | None = None
     locks: str | None = None
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class LintFinding(Model):
@@ -136,8 +146,8 @@ class PlannedMigration(Model):
     transactional: bool
     lock: str | None = None
     lint: Literal["pass", "fail"]
-    findings: list[LintFinding] = Field(default_factory=list)
-    statements: list[PlannedStatement] = Field(default_factory=list)
+    findings: list[LintFinding] = field(default_factory=list)
+    statements: list[PlannedStatement] = field(default_factory=list)
     statements_total: int = 0
     applied: bool = False
     duration_ms: int | None = None
@@ -161,7 +171,7 @@ class MigrationTask(Model):
     stopped_reason: str | None = None
     duration_seconds: float | None = None
     checks: int = 0
-    next_wait_seconds: int = Field(default=1, ge=1, le=3600)
+    next_wait_seconds: Annotated[int, Meta(ge=1, le=3600)] = 1
     dry_run_note: str | None = None
     plan: list[PlannedMigration] | None = None  # from the runner's log: pending files, locks, findings
     plan_note: str | None = None  # why ``plan`` is missing, when it is
@@ -180,9 +190,9 @@ class SchemaResult(Model):
     """The live schema compared with the expected one."""
 
     verdict: Literal["match", "mismatch", "would-change"]
-    differences: list[str] = Field(default_factory=list)
-    applied_versions: list[str] = Field(default_factory=list)
-    pending_migrations: list[str] = Field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    applied_versions: list[str] = field(default_factory=list)
+    pending_migrations: list[str] = field(default_factory=list)
 
 
 # --- Create Kafka topics ------------------------------------------------------------------------------------------
@@ -195,7 +205,7 @@ class TopicChange(Model):
     action: Literal["create", "grow", "unchanged", "over-partitioned", "configs-altered"]
     partitions_before: int | None = None
     partitions_after: int
-    configs_altered: dict[str, str] = Field(default_factory=dict)
+    configs_altered: dict[str, str] = field(default_factory=dict)
     note: str | None = None
 
 
@@ -220,7 +230,7 @@ class ServiceRollout(Model):
     rollout_state_reason: str | None = None
     running_count: int | None = None
     desired_count: int | None = None
-    last_events: list[str] = Field(default_factory=list)
+    last_events: list[str] = field(default_factory=list)
 
 
 class RolloutResult(Model):
@@ -230,7 +240,7 @@ class RolloutResult(Model):
     done: bool
     deadline: str
     checks: int = 0
-    next_wait_seconds: int = Field(default=1, ge=1, le=3600)
+    next_wait_seconds: Annotated[int, Meta(ge=1, le=3600)] = 1
     dry_run: bool = False
 
 
@@ -246,10 +256,8 @@ class RolloutStepInput(ReleaseState):
 class FailureInfo(Model):
     """What a Catch put in the state: Step Functions' own keys are capitalised."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-
-    error: str = Field(alias="Error")
-    cause: str | None = Field(default=None, alias="Cause")
+    error: str = field(name="Error")
+    cause: str | None = field(default=None, name="Cause")
 
 
 class RecordStepInput(Model):
@@ -259,18 +267,18 @@ class RecordStepInput(Model):
     execution: ExecutionContext | None = None
     image: ImageResult | None = None
     migration: MigrationTask | None = None
-    schema_: SchemaResult | None = Field(default=None, alias="schema")
+    schema_: SchemaResult | None = field(default=None, name="schema")
     topics: TopicsResult | None = None
     rollout: RolloutResult | None = None
     failure: FailureInfo | None = None
-    raw_input: Any = None
+    raw_input: Any | UnsetType = msgspec.UNSET  # UNSET: the state has no rawInput (None: it holds null)
 
 
 class FailedState(Model):
     """Written by the ASL's Pass after each Catch: the state that failed and the part of the state it writes."""
 
-    state: str = Field(min_length=1, max_length=120)
-    result_path: str = Field(max_length=120)
+    state: Annotated[str, Meta(min_length=1, max_length=120)]
+    result_path: Annotated[str, Meta(max_length=120)]
 
     @property
     def section(self) -> str:
@@ -299,7 +307,7 @@ class DeploymentRecord(Model):
     image_digest: str | None
     dry_run: bool
     migration: MigrationTask | None
-    schema_: SchemaResult | None = Field(alias="schema")
+    schema_: SchemaResult | None = field(name="schema")
     topics: TopicsResult | None
     services: list[ServiceRollout]
     failed_step: str | None = None
