@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pydantic import ValidationError
+from msgspec import ValidationError
 
 from deployflow.progress import ExecutionOutcome, follow
 from deployflow.render import ProgressPrinter, aws_cli_options, outcome_report, timings_table
@@ -229,7 +229,8 @@ def build_input(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("invalid release input: idempotencyKey: must not be empty")
         document["idempotencyKey"] = args.idempotency_key
     try:
-        return ReleaseInput.model_validate(document).model_dump(mode="json", by_alias=True, exclude_none=True)
+        validated = ReleaseInput.load(document).to_json()
+        return {key: value for key, value in validated.items() if value is not None}
     except ValidationError as e:
         raise ValueError(describe_validation_error(e, "release input")) from e
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
+from msgspec import structs
 
 from release_steps import clients, config
 from release_steps.aws_errors import error_code, error_message
@@ -195,16 +196,20 @@ def read_plan(
     for event in parse_lines(messages):
         if event.event == "plan_file":
             try:
-                item = PlannedMigration.model_validate(event.fields)
+                item = PlannedMigration.load({_camel(key): value for key, value in event.fields.items()})
             except ValueError as e:
                 return None, f"no plan: a plan_file line does not match the expected shape ({_one_line(str(e), 200)})"
             planned[item.file] = item
         elif event.event == "migration_applied" and event.fields.get("file") in planned:
             file = str(event.fields["file"])
-            planned[file] = planned[file].model_copy(
-                update={"applied": True, "duration_ms": event.fields.get("duration_ms")}
-            )
+            planned[file] = structs.replace(planned[file], applied=True, duration_ms=event.fields.get("duration_ms"))
     return list(planned.values()), None
+
+
+def _camel(key: str) -> str:
+    """The runner logs ``statements_total``; the model reads the state's camelCase (``statementsTotal``)."""
+    head, *rest = key.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 def _plan_of(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: CloudWatchLogsClient) -> dict[str, Any]:
@@ -252,27 +257,26 @@ def check_migration(
                 f"(MIGRATION_TIMEOUT_SECONDS={settings.migration_timeout_seconds}, {checks} checks); it was stopped"
             )
         wait = next_poll_seconds(checks, state.poll.migration_seconds)
-        return migration.model_copy(
-            update={"status": task.phase, "checks": checks, "started_at": started_at, "next_wait_seconds": wait}
+        return structs.replace(
+            migration, status=task.phase, checks=checks, started_at=started_at, next_wait_seconds=wait
         )
 
     if not task.has_completed(settings.migration_container_name):
         raise MigrationFailedError(failure_message(task, settings, ecs, logs))
 
     logger.info("migration succeeded", extra={"task_arn": task.arn, "checks": checks})
-    return migration.model_copy(
-        update={
-            "status": "STOPPED",
-            "done": True,
-            "exit_code": 0,
-            "stop_code": task.stop_code,
-            "stopped_reason": task.stopped_reason,
-            "started_at": started_at,
-            "stopped_at": to_iso(task.stopped_at) if task.stopped_at else None,
-            "duration_seconds": seconds_between(task.started_at, task.stopped_at),
-            "checks": checks,
-            **_plan_of(task, settings, ecs, logs),
-        }
+    return structs.replace(
+        migration,
+        status="STOPPED",
+        done=True,
+        exit_code=0,
+        stop_code=task.stop_code,
+        stopped_reason=task.stopped_reason,
+        started_at=started_at,
+        stopped_at=to_iso(task.stopped_at) if task.stopped_at else None,
+        duration_seconds=seconds_between(task.started_at, task.stopped_at),
+        checks=checks,
+        **_plan_of(task, settings, ecs, logs),
     )
 
 

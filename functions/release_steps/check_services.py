@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from msgspec import structs
 
 from release_steps import clients, config
 from release_steps.config import EcsSettings
@@ -111,13 +112,12 @@ def check_services(
         if deployment is None or problem is not None:
             failed.append(f"{recorded.name}: {problem}; {diagnostics(service, recorded.deployment_id, ecs)}")
             continue
-        current = recorded.model_copy(
-            update={
-                "rollout_state": rollout_state(deployment, service),
-                "rollout_state_reason": deployment.rollout_state_reason,
-                "running_count": deployment.running_count,
-                "desired_count": deployment.desired_count,
-            }
+        current = structs.replace(
+            recorded,
+            rollout_state=rollout_state(deployment, service),
+            rollout_state_reason=deployment.rollout_state_reason,
+            running_count=deployment.running_count,
+            desired_count=deployment.desired_count,
         )
         updated.append(current)
         if current.rollout_state != "COMPLETED":
@@ -139,9 +139,7 @@ def check_services(
             f"in cluster {ecs.cluster}: {still}"
         )
     wait = next_poll_seconds(checks, state.poll.services_seconds)
-    return rollout.model_copy(
-        update={"services": updated, "done": not in_progress, "checks": checks, "next_wait_seconds": wait}
-    )
+    return structs.replace(rollout, services=updated, done=not in_progress, checks=checks, next_wait_seconds=wait)
 
 
 @step(STEP_NAME)

@@ -21,7 +21,8 @@ class Model(msgspec.Struct, rename="camel", kw_only=True):
     msgspec Structs, not pydantic: a class costs microseconds to define and msgspec a few ms to import, where
     pydantic's import and 26 model classes were most of every step's cold start (benchmarks/cold_start.py).
     Validation happens in ``load`` (msgspec.convert, strict: a JSON ``"off"`` is not a boolean); the constructor
-    checks nothing, as the code that calls it builds values it already holds typed."""
+    checks nothing, as the code that calls it builds values it already holds typed. A subclass with a required
+    field after a defaulted one repeats ``kw_only=True``: mypy does not inherit it (msgspec does)."""
 
     @classmethod
     def load(cls: type[M], document: Any) -> M:
@@ -60,7 +61,7 @@ class ExecutionContext(Model):
     state_machine_arn: str
 
 
-class PrepareEvent(Model):
+class PrepareEvent(Model, kw_only=True):
     """Input of the first step: the raw execution input (any JSON value: the first state wraps it) and the context
     object."""
 
@@ -138,7 +139,7 @@ class LintFinding(Model):
     waived: str | None = None
 
 
-class PlannedMigration(Model):
+class PlannedMigration(Model, kw_only=True):
     """One pending migration file as the runner described it before applying (or, in a dry run, instead)."""
 
     file: str
@@ -153,7 +154,7 @@ class PlannedMigration(Model):
     duration_ms: int | None = None
 
 
-class MigrationTask(Model):
+class MigrationTask(Model, kw_only=True):
     """The migration ECS task and, once it stopped, its verdict. ``done`` drives the ASL's wait loop and
     ``next_wait_seconds`` (set by each check) its Wait state."""
 
@@ -198,7 +199,7 @@ class SchemaResult(Model):
 # --- Create Kafka topics ------------------------------------------------------------------------------------------
 
 
-class TopicChange(Model):
+class TopicChange(Model, kw_only=True):
     """One topic and what the step did (or would do) to it."""
 
     name: str
@@ -219,7 +220,7 @@ class TopicsResult(Model):
 # --- Restart services / Check services ----------------------------------------------------------------------------
 
 
-class ServiceRollout(Model):
+class ServiceRollout(Model, kw_only=True):
     """One service's new deployment and its rollout state."""
 
     name: str
@@ -296,7 +297,7 @@ class SummarizeFailureInput(Model):
     context: ExecutionContext
 
 
-class DeploymentRecord(Model):
+class DeploymentRecord(Model, kw_only=True):
     """The execution's output: one document an operator or CodePipeline keeps."""
 
     outcome: Literal["succeeded", "failed", "dry-run"]

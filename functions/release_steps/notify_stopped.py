@@ -10,11 +10,11 @@ When the history cannot be read, what the event carries is published all the sam
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import Meta, field
 
 from release_steps import clients, config
 from release_steps.execution_history import (
@@ -28,6 +28,7 @@ from release_steps.execution_history import (
     region_of,
 )
 from release_steps.messages import clip
+from release_steps.models import Model
 from release_steps.observability import logger, parse_event, step
 
 if TYPE_CHECKING:
@@ -38,33 +39,41 @@ STEP_NAME = "Notify stopped release"
 SUBJECT_MAX_CHARS = 100  # SNS: ASCII, no line breaks, under 100 characters
 
 
-class ExecutionStatusChange(BaseModel):
+def _from_epoch_millis(millis: int | None) -> datetime | None:
+    return datetime.fromtimestamp(millis / 1000, UTC) if millis is not None else None
+
+
+class ExecutionStatusChange(Model, kw_only=True):
     """The ``detail`` of "Step Functions Execution Status Change" (Step Functions developer guide, "EventBridge
     events for Step Functions execution status changes"). Only the execution and its status are required: any other
     field may be absent or null, and the notification still goes out."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", defer_build=True)
-
-    execution_arn: str = Field(alias="executionArn", pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:execution:")
-    state_machine_arn: str | None = Field(default=None, alias="stateMachineArn")
+    execution_arn: Annotated[str, Meta(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:execution:")]
+    state_machine_arn: str | None = None
     name: str | None = None
-    status: str = Field(min_length=1, max_length=40)
-    start_date: datetime | None = Field(default=None, alias="startDate")  # epoch milliseconds
-    stop_date: datetime | None = Field(default=None, alias="stopDate")
+    status: Annotated[str, Meta(min_length=1, max_length=40)]
+    start_millis: int | None = field(default=None, name="startDate")  # epoch milliseconds
+    stop_millis: int | None = field(default=None, name="stopDate")
     error: str | None = None
     cause: str | None = None
-    redrive_count: int | None = Field(default=None, alias="redriveCount")
+    redrive_count: int | None = None
+
+    @property
+    def start_date(self) -> datetime | None:
+        return _from_epoch_millis(self.start_millis)
+
+    @property
+    def stop_date(self) -> datetime | None:
+        return _from_epoch_millis(self.stop_millis)
 
 
-class ExecutionStatusChangeEvent(BaseModel):
+class ExecutionStatusChangeEvent(Model):
     """The EventBridge envelope ("Amazon EventBridge events": the fields every event has) around that detail. Not
-    Powertools' EventBridgeModel: its parser package would load at every cold start (tests/unit/test_observability)."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", defer_build=True)
+    Powertools' EventBridgeModel: its parser package (pydantic) would load at every cold start."""
 
     version: str
     id: str
-    detail_type: str = Field(alias="detail-type")
+    detail_type: str = field(name="detail-type")
     source: str
     account: str
     time: datetime

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from pydantic import ValidationError
+from msgspec import ValidationError, structs
 
 from release_steps import clients, config, lock
 from release_steps.aws_errors import error_code, error_message, translate_throttling
@@ -61,7 +61,7 @@ def validate_request(raw_input: Any, settings: ReleaseSettings) -> ReleaseReques
             f"got {json_type(raw_input)}"
         )
     try:
-        release_input = ReleaseInput.model_validate(raw_input)
+        release_input = ReleaseInput.load(raw_input)
     except ValidationError as e:
         raise InvalidInputError(describe_validation_error(e, "execution input")) from e
 
@@ -134,7 +134,7 @@ def prepare(
     if warnings:
         logger.warning("preflight warnings", extra={"warnings": warnings})
     return ReleaseState(
-        request=request.model_copy(update={"warnings": warnings}),
+        request=structs.replace(request, warnings=warnings),
         execution=event.execution,
         poll=PollSettings(
             migration_seconds=settings.migration_poll_seconds, services_seconds=settings.services_poll_seconds

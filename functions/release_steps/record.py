@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
+from msgspec import UNSET, ValidationError
 
 from release_steps.messages import cause_message, clip, describe_validation_error, json_type
 from release_steps.models import (
@@ -135,14 +135,14 @@ def read_state(event: Any) -> tuple[RecordStepInput, list[str]]:
         if key not in event or (event[key] is None and key != "rawInput"):
             continue
         try:
-            RecordStepInput.model_validate({key: event[key]})
+            RecordStepInput.load({key: event[key]})
         except ValidationError as e:
             unreadable.append(describe_validation_error(e, f"state section {key!r}"))
         else:
             readable[key] = event[key]
     if "failure" in event and "failure" not in readable:
-        readable["failure"] = _coerce_failure(event["failure"]).model_dump(by_alias=True)
-    return RecordStepInput.model_validate(readable), unreadable
+        readable["failure"] = _coerce_failure(event["failure"]).to_json()
+    return RecordStepInput.load(readable), unreadable
 
 
 def _coerce_failure(raw: Any) -> FailureInfo:
@@ -151,7 +151,7 @@ def _coerce_failure(raw: Any) -> FailureInfo:
     cause = raw.get("Cause") if isinstance(raw, dict) else raw
     if cause is not None and not isinstance(cause, str):
         cause = json.dumps(cause, default=str)
-    return FailureInfo.model_validate({"Error": str(error) if error else "UnknownError", "Cause": cause})
+    return FailureInfo(error=str(error) if error else "UnknownError", cause=cause)
 
 
 # --- the failure ----------------------------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ def build_record(
         outcome = "succeeded"
     started = _parse_time(state.execution.start_time) if state.execution else None
     duration = round((finished_at - started).total_seconds(), 3) if started else None
-    record = DeploymentRecord.model_validate(
+    record = DeploymentRecord.load(
         {
             "outcome": outcome,
             "executionArn": state.execution.id if state.execution else None,
@@ -388,7 +388,7 @@ def _request_line(state: RecordStepInput) -> str:
     if state.request is not None:
         dry = ", dry run" if state.request.dry_run else ""
         return f"image tag {state.request.image_tag}, services {', '.join(state.request.services)}{dry}"
-    if "raw_input" in state.model_fields_set:
+    if state.raw_input is not UNSET:
         return "as received (not validated): " + _clip(json.dumps(state.raw_input, default=str, sort_keys=True), 500)
     return "not recorded"
 

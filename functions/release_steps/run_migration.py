@@ -19,6 +19,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
+from msgspec import structs
 
 from release_steps import clients, config
 from release_steps.aws_errors import error_code, error_message
@@ -171,8 +172,8 @@ def run_migration(
         if needs_revision
         else f"reused {definition.arn}"
     )
-    return started.model_copy(
-        update={"dry_run_note": f"dry run: {registered}; ran `{' '.join(PLAN_COMMAND)}` (read-only) in it"}
+    return structs.replace(
+        started, dry_run_note=f"dry run: {registered}; ran `{' '.join(PLAN_COMMAND)}` (read-only) in it"
     )
 
 

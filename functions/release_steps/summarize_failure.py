@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from msgspec import structs
 
 from release_steps import clients, config
 from release_steps.check_services import RECENT_EVENTS, judge, rollout_state
@@ -34,19 +35,18 @@ def current_migration(migration: MigrationTask, error: str, ecs: EcsClient, cont
     checks = migration.checks + 1 if error in _CHECK_ERRORS else migration.checks
     task = ecs.describe_task(migration.task_arn)
     if task is None:
-        return migration.model_copy(update={"checks": checks})
+        return structs.replace(migration, checks=checks)
     container = task.container(container_name)
-    return migration.model_copy(
-        update={
-            "status": task.phase,
-            "exit_code": container.exit_code if container else None,
-            "stop_code": task.stop_code,
-            "stopped_reason": task.stopped_reason,
-            "started_at": to_iso(task.started_at) if task.started_at else migration.started_at,
-            "stopped_at": to_iso(task.stopped_at) if task.stopped_at else None,
-            "duration_seconds": seconds_between(task.started_at, task.stopped_at),
-            "checks": checks,
-        }
+    return structs.replace(
+        migration,
+        status=task.phase,
+        exit_code=container.exit_code if container else None,
+        stop_code=task.stop_code,
+        stopped_reason=task.stopped_reason,
+        started_at=to_iso(task.started_at) if task.started_at else migration.started_at,
+        stopped_at=to_iso(task.stopped_at) if task.stopped_at else None,
+        duration_seconds=seconds_between(task.started_at, task.stopped_at),
+        checks=checks,
     )
 
 
@@ -58,23 +58,22 @@ def current_rollout(rollout: RolloutResult, error: str, ecs: EcsClient) -> Rollo
         service = services.get(recorded.name)
         if service is None or not service.is_active:
             state = "MISSING" if service is None else service.status
-            updated.append(recorded.model_copy(update={"rollout_state": state}))
+            updated.append(structs.replace(recorded, rollout_state=state))
             continue
         events = service.recent_events(RECENT_EVENTS)
         if not recorded.deployment_id:
-            updated.append(recorded.model_copy(update={"last_events": events}))
+            updated.append(structs.replace(recorded, last_events=events))
             continue
         deployment, problem = judge(service, recorded.deployment_id)
         if deployment is None:
             # ECS drops a rolled-back deployment from the service; its events still name it.
             failed = any(recorded.deployment_id in e and "failed" in e for e in service.recent_events(HISTORY_EVENTS))
             updated.append(
-                recorded.model_copy(
-                    update={
-                        "rollout_state": "FAILED / rolled back" if failed else "GONE",
-                        "rollout_state_reason": problem,
-                        "last_events": events,
-                    }
+                structs.replace(
+                    recorded,
+                    rollout_state="FAILED / rolled back" if failed else "GONE",
+                    rollout_state_reason=problem,
+                    last_events=events,
                 )
             )
             continue
@@ -82,18 +81,17 @@ def current_rollout(rollout: RolloutResult, error: str, ecs: EcsClient) -> Rollo
         if not deployment.is_primary:
             state = f"{state} / rolled back"
         updated.append(
-            recorded.model_copy(
-                update={
-                    "rollout_state": state,
-                    "rollout_state_reason": problem or deployment.rollout_state_reason,
-                    "running_count": deployment.running_count,
-                    "desired_count": deployment.desired_count,
-                    "last_events": events if problem else [],
-                }
+            structs.replace(
+                recorded,
+                rollout_state=state,
+                rollout_state_reason=problem or deployment.rollout_state_reason,
+                running_count=deployment.running_count,
+                desired_count=deployment.desired_count,
+                last_events=events if problem else [],
             )
         )
     checks = rollout.checks + 1 if error in _ROLLOUT_ERRORS and rollout.deadline else rollout.checks
-    return rollout.model_copy(update={"services": updated, "checks": checks})
+    return structs.replace(rollout, services=updated, checks=checks)
 
 
 def as_last_known(
@@ -115,7 +113,7 @@ def as_last_known(
         except Exception as e:
             logger.warning("services not re-described", extra={"error": repr(e)})
             notes.append(f"services not re-described ({type(e).__name__}); shown as last recorded")
-    return state.model_copy(update=update), notes
+    return structs.replace(state, **update), notes
 
 
 @step(STATE_NAME)
@@ -123,7 +121,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Summarize failure."""
     given = parse_event(SummarizeFailureInput, event, "summarize failure input")
     state, unreadable = read_state(given.state)
-    state = state.model_copy(update={"execution": given.context, "failure": given.failure})
+    state = structs.replace(state, execution=given.context, failure=given.failure)
     notes: list[str] = []
     if state.migration is not None or state.rollout is not None:
         try:

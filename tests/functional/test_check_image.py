@@ -35,11 +35,11 @@ def invoke(context: Any, image_tag: str = TAG, dry_run: bool = False) -> ImageRe
     event = load_event("check_image")
     event["request"]["imageTag"] = image_tag
     event["request"]["dryRun"] = dry_run
-    return ImageResult.model_validate(check_image.lambda_handler(event, context))
+    return ImageResult.load(check_image.lambda_handler(event, context))
 
 
 def test_given_the_events_file_when_parsed_then_it_is_a_release_state() -> None:
-    assert ReleaseState.model_validate(load_event("check_image")).request.image_tag == TAG
+    assert ReleaseState.load(load_event("check_image")).request.image_tag == TAG
 
 
 def test_given_an_unscanned_image_and_no_scan_required_when_checked_then_the_uri_is_pinned_by_digest(

@@ -45,7 +45,7 @@ def make_event(task_arn: str | None, deadline: str = FUTURE, **migration: Any) -
 
 
 def invoke(event: dict[str, Any], context: Any) -> MigrationTask:
-    return MigrationTask.model_validate(check_migration.lambda_handler(event, context))
+    return MigrationTask.load(check_migration.lambda_handler(event, context))
 
 
 def failure_of(event: dict[str, Any], context: Any) -> str:
@@ -58,7 +58,7 @@ def failure_of(event: dict[str, Any], context: Any) -> str:
 
 
 def test_given_the_events_file_when_parsed_then_it_is_a_migration_step_input() -> None:
-    state = MigrationStepInput.model_validate(load_event("check_migration"))
+    state = MigrationStepInput.load(load_event("check_migration"))
 
     assert state.migration.task_arn is not None
     assert state.migration.done is False

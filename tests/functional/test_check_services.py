@@ -44,7 +44,7 @@ def deployment_of(event: dict[str, Any], name: str) -> str:
 
 
 def invoke(event: dict[str, Any], context: Any) -> RolloutResult:
-    return RolloutResult.model_validate(check_services.lambda_handler(event, context))
+    return RolloutResult.load(check_services.lambda_handler(event, context))
 
 
 def complete(world: ReleaseWorld, event: dict[str, Any], *names: str) -> None:
@@ -62,7 +62,7 @@ def failure_of(event: dict[str, Any], context: Any) -> str:
 
 
 def test_given_the_events_file_when_parsed_then_it_is_a_rollout_step_input() -> None:
-    state = RolloutStepInput.model_validate(load_event("check_services"))
+    state = RolloutStepInput.load(load_event("check_services"))
 
     assert state.rollout.services[0].deployment_id is not None
 

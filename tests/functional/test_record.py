@@ -25,14 +25,14 @@ def _handle(event: Any, context: Any) -> RecordResult:
     """Call the Lambda handler as Step Functions would and read its JSON answer back."""
     answer = record.lambda_handler(event, context)
     json.dumps(answer)  # Step Functions passes JSON on: the answer must serialise as is
-    return RecordResult.model_validate(answer)
+    return RecordResult.load(answer)
 
 
 def _summarize(event: Any, context: Any) -> RecordResult:
     """Call Summarize failure's handler as Step Functions would and read its JSON answer back."""
     answer = summarize_failure.lambda_handler(event, context)
     json.dumps(answer)  # Step Functions passes JSON on: the answer must serialise as is
-    return RecordResult.model_validate(answer)
+    return RecordResult.load(answer)
 
 
 def _assert_subject_is_sns_safe(subject: str) -> None:
@@ -337,7 +337,7 @@ def test_given_the_events_files_then_each_is_a_complete_record_input(name: str) 
     state, unreadable = record.read_state(event)
 
     assert unreadable == [], f"events/{name}.json has unreadable sections: {unreadable}"
-    strict = RecordStepInput.model_validate(event)
+    strict = RecordStepInput.load(event)
     assert strict.failure == state.failure
     assert strict.image == state.image
 
@@ -346,11 +346,11 @@ def test_given_the_events_files_then_each_is_a_complete_record_input(name: str) 
 def test_given_the_summarize_events_files_then_each_is_a_complete_summarize_input(name: str) -> None:
     event = load_event(name)
 
-    given = SummarizeFailureInput.model_validate(event)
+    given = SummarizeFailureInput.load(event)
     _, unreadable = record.read_state(given.state)
 
     assert unreadable == [], f"events/{name}.json has unreadable sections: {unreadable}"
-    assert given.state["failed"] == given.failed.model_dump(by_alias=True)
+    assert given.state["failed"] == given.failed.to_json()
 
 
 @pytest.mark.parametrize("error", errors.terminal_error_names())

@@ -38,7 +38,7 @@ def make_event(services: list[str], dry_run: bool = False) -> dict[str, Any]:
 
 
 def invoke(event: dict[str, Any], context: Any) -> RolloutResult:
-    return RolloutResult.model_validate(restart_services.lambda_handler(event, context))
+    return RolloutResult.load(restart_services.lambda_handler(event, context))
 
 
 def deployment_ids(world: ReleaseWorld) -> dict[str, str]:
@@ -46,7 +46,7 @@ def deployment_ids(world: ReleaseWorld) -> dict[str, str]:
 
 
 def test_given_the_events_file_when_parsed_then_it_is_a_release_state() -> None:
-    assert ReleaseState.model_validate(load_event("restart_services")).request.services == ["alert-ingest"]
+    assert ReleaseState.load(load_event("restart_services")).request.services == ["alert-ingest"]
 
 
 def test_given_every_service_when_restarted_then_each_gets_a_new_primary_deployment_that_is_recorded(

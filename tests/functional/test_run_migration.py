@@ -61,7 +61,7 @@ def new_image(event: dict[str, Any]) -> str:
 
 
 def invoke(event: dict[str, Any], context: Any) -> MigrationTask:
-    return MigrationTask.model_validate(run_migration.lambda_handler(event, context))
+    return MigrationTask.load(run_migration.lambda_handler(event, context))
 
 
 def describe(world: ReleaseWorld, arn: str) -> DescribeTaskDefinitionResponseTypeDef:
@@ -92,7 +92,7 @@ def respond_to_run_task(monkeypatch: pytest.MonkeyPatch, failures: list[dict[str
 
 
 def test_given_the_events_file_when_parsed_then_it_is_an_image_step_input() -> None:
-    state = ImageStepInput.model_validate(load_event("run_migration"))
+    state = ImageStepInput.load(load_event("run_migration"))
 
     assert state.image.image_uri.endswith(f"@{state.image.digest}")
 

@@ -111,7 +111,7 @@ def migrated(postgres_db: ConnectionParams, put_secret: SecretWriter) -> Connect
 def invoke(context: Any, *, dry_run: bool = False) -> SchemaResult:
     event = load_event("verify_schema")
     event["request"]["dryRun"] = dry_run
-    return SchemaResult.model_validate(verify_schema.lambda_handler(event, context))
+    return SchemaResult.load(verify_schema.lambda_handler(event, context))
 
 
 def invoke_error(context: Any, error: type[DeployflowError], *, dry_run: bool = False) -> str:
@@ -136,7 +136,7 @@ def silent_server() -> Iterator[int]:
 
 
 def test_given_the_events_file_when_parsed_then_it_is_a_release_state() -> None:
-    state = ReleaseState.model_validate(load_event("verify_schema"))
+    state = ReleaseState.load(load_event("verify_schema"))
 
     assert state.request.image_tag == "2026-11-23.4"
     assert state.request.dry_run is False

@@ -80,7 +80,7 @@ def test_given_the_modules_the_cli_shares_when_read_then_they_are_pure() -> None
     handlers = _handler_modules()
     shared = _shared_modules()
     # botocore: the CLI's wheel depends on boto3 (the lock record's conditional writes read its ClientError).
-    allowed = set(sys.stdlib_module_names) | {"pydantic", "release_steps", "botocore"}
+    allowed = set(sys.stdlib_module_names) | {"msgspec", "release_steps", "botocore"}
     for module in shared:
         path = FUNCTIONS.joinpath(*module.split(".")) / "__init__.py"
         if not path.is_file():
