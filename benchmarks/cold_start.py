@@ -8,7 +8,7 @@ to weigh it. The runtime's own boto3 (which the package leaves out) is laid out 
 Then, in a fresh python3.13 per sample under the Lambda environment variables (LAMBDA_TASK_ROOT makes Powertools
 trace, as on Lambda), times ``import release_steps.<step>`` and, interleaved, ``import boto3``; nothing writes
 bytecode. Prints per step the median of the paired ratios, the same for the floor (what the libraries every step
-is built on cost before any step code: boto3, pydantic, Powertools with its Tracer), and the arm64 package's
+is built on cost before any step code: boto3, msgspec, Powertools with its Tracer), and the arm64 package's
 unzipped size; the headline figures go to .cache/bench/cold_start.json. Asserts nothing.
 """
 
@@ -43,13 +43,13 @@ STEPS = _steps()
 FLOOR_NAME = "(floor)"
 PYTHON313_CANDIDATES = ("python3.13", "/root/.pyenv/versions/3.13.0/bin/python3.13")
 PROBE = "import time\nt = time.perf_counter()\n{code}\nprint(time.perf_counter() - t)"
-# What any step built on these libraries loads before its own code: boto3, one pydantic model (its first model class
-# is what loads pydantic's field machinery; the validator built on first use, as the steps' models do), Powertools'
-# Logger, metrics and Tracer patching botocore, as observability.py builds them. Timed like a step, for reference.
+# What any step built on these libraries loads before its own code: boto3, one msgspec model (as models.py declares
+# them), Powertools' Logger, metrics and Tracer patching botocore, as observability.py builds them. Timed like a step,
+# for reference.
 FLOOR = (
-    "import boto3, pydantic\n"
-    "class Floor(pydantic.BaseModel, defer_build=True):\n"
-    "    name: str = pydantic.Field(min_length=1)\n"
+    "import boto3, msgspec\n"
+    "class Floor(msgspec.Struct, rename='camel', kw_only=True):\n"
+    "    name: str\n"
     "from aws_lambda_powertools import Logger, Tracer, single_metric\n"
     "Logger(service='deployflow')\n"
     "Tracer(service='deployflow', auto_patch=False).patch(modules=('botocore',))"
@@ -167,7 +167,7 @@ def main() -> None:
     worst = max(STEPS, key=lambda step: medians[step])
     print(f"worst step: {worst} ({medians[worst]:.2f}x)")
     print(
-        f"{FLOOR_NAME}: boto3 + a pydantic model + Powertools (Logger, metrics, Tracer on botocore), no step code: "
+        f"{FLOOR_NAME}: boto3 + a msgspec model + Powertools (Logger, metrics, Tracer on botocore), no step code: "
         f"{medians[FLOOR_NAME]:.2f}x"
     )
     figures = {
