@@ -60,7 +60,7 @@ class ExecutionContext(Model):
     state_machine_arn: str
 
 
-class PrepareEvent(Model):
+class PrepareEvent(Model, kw_only=True):
     """Input of the first step: the raw execution input (any JSON value: the first state wraps it) and the context
     object."""
 
@@ -138,7 +138,7 @@ class LintFinding(Model):
     waived: str | None = None
 
 
-class PlannedMigration(Model):
+class PlannedMigration(Model, kw_only=True):
     """One pending migration file as the runner described it before applying (or, in a dry run, instead)."""
 
     file: str
@@ -153,7 +153,7 @@ class PlannedMigration(Model):
     duration_ms: int | None = None
 
 
-class MigrationTask(Model):
+class MigrationTask(Model, kw_only=True):
     """The migration ECS task and, once it stopped, its verdict. ``done`` drives the ASL's wait loop and
     ``next_wait_seconds`` (set by each check) its Wait state."""
 
@@ -198,7 +198,7 @@ class SchemaResult(Model):
 # --- Create Kafka topics ------------------------------------------------------------------------------------------
 
 
-class TopicChange(Model):
+class TopicChange(Model, kw_only=True):
     """One topic and what the step did (or would do) to it."""
 
     name: str
@@ -219,7 +219,7 @@ class TopicsResult(Model):
 # --- Restart services / Check services ----------------------------------------------------------------------------
 
 
-class ServiceRollout(Model):
+class ServiceRollout(Model, kw_only=True):
     """One service's new deployment and its rollout state."""
 
     name: str
@@ -296,7 +296,7 @@ class SummarizeFailureInput(Model):
     context: ExecutionContext
 
 
-class DeploymentRecord(Model):
+class DeploymentRecord(Model, kw_only=True):
     """The execution's output: one document an operator or CodePipeline keeps."""
 
     outcome: Literal["succeeded", "failed", "dry-run"]
