@@ -128,7 +128,7 @@ def sasl(kafka: KafkaStack, secretsmanager: Any) -> str:
 def invoke(context: Any, dry_run: bool = False) -> TopicsResult:
     event = load_event("create_topics")
     event["request"]["dryRun"] = dry_run
-    return TopicsResult.model_validate(create_topics.lambda_handler(event, context))
+    return TopicsResult.load(create_topics.lambda_handler(event, context))
 
 
 def actions(result: TopicsResult) -> dict[str, tuple[str, int | None, int]]:
@@ -139,7 +139,7 @@ def actions(result: TopicsResult) -> dict[str, tuple[str, int | None, int]]:
 
 
 def test_given_the_events_file_when_parsed_then_it_is_a_release_state() -> None:
-    state = ReleaseState.model_validate(load_event("create_topics"))
+    state = ReleaseState.load(load_event("create_topics"))
 
     assert state.request.image_tag == "2026-11-23.4"
     assert state.request.dry_run is False
