@@ -363,3 +363,18 @@ def test_given_a_topic_named_twice_when_the_step_runs_then_configuration_error_n
 
     assert f"KAFKA_TOPICS names {kafka.topics[0]} more than once" in raised.value.message, raised.value.message
     assert kafka.partitions() == {}
+
+
+def test_given_an_illegal_topic_name_when_the_step_runs_then_configuration_error_names_it_and_the_variable(
+    kafka: KafkaStack, release_context: Any
+) -> None:
+    illegal = kafka.prefix + "alerts/new"
+    kafka.configure(KAFKA_TOPICS=",".join([*kafka.topics, illegal]))
+
+    with pytest.raises(ConfigurationError) as raised:
+        invoke(release_context)
+
+    message = raised.value.message
+    assert message.startswith("invalid topic in KAFKA_TOPICS"), message
+    assert f"{illegal!r} is not a legal Kafka topic name" in message, message
+    assert kafka.partitions() == {}, "nothing is created when one topic is illegal"

@@ -28,7 +28,9 @@ from release_steps.kafka_topics import (
     open_admin,
     plan_topics,
     wanted_from_settings,
+    wanted_topics,
 )
+from release_steps.messages import describe_validation_error
 
 from deployflow.local.kafka import KafkaBroker
 
@@ -105,6 +107,37 @@ def test_given_sasl_scram_without_password_when_validated_then_rejected() -> Non
         KafkaConnection.load({"bootstrap_servers": "b:9096", "auth_mode": "sasl_scram", "username": "u"})
     with pytest.raises(ValueError, match="sasl_scram needs username and password"):  # the constructor checks it too
         KafkaConnection(bootstrap_servers="b:9096", auth_mode=KafkaAuthMode.SASL_SCRAM, username="u")
+
+
+def test_given_sasl_scram_settings_and_a_password_when_loaded_then_it_is_a_hidden_secret() -> None:
+    connection = KafkaConnection.load(
+        {"bootstrap_servers": "b:9096", "auth_mode": "sasl_scram", "username": "u", "password": "s3cret"}
+    )
+
+    assert isinstance(connection.password, SecretStr)
+    assert connection.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(connection)
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"bootstrap_servers": ""}, "bootstrap_servers"),
+        ({"bootstrap_servers": "b:9092", "timeout_s": 0}, "timeout_s"),
+        ({"bootstrap_servers": "b:9092", "timeout_s": 121}, "timeout_s"),
+        ({"bootstrap_servers": "b:9092", "auth_mode": "kerberos"}, "auth_mode"),
+        ({"bootstrap_servers": "b:9092", "password": 42}, "password"),
+        ({"bootstrap_servers": "b:9092", "sasl_over_tls": "off"}, "sasl_over_tls"),
+        ({"bootstrap_servers": "b:9092", "pasword": "x"}, "pasword"),
+    ],
+)
+def test_given_a_bad_connection_field_when_loaded_then_the_error_names_it(
+    document: dict[str, object], field: str
+) -> None:
+    with pytest.raises(msgspec.ValidationError) as raised:
+        KafkaConnection.load(document)
+
+    assert f"{field}: " in describe_validation_error(raised.value, "Kafka configuration"), str(raised.value)
 
 
 def test_given_msk_iam_when_config_built_then_oauthbearer_over_tls_with_a_callback() -> None:
@@ -219,6 +252,21 @@ def test_given_msk_iam_settings_without_region_when_converted_then_configuration
 def test_given_an_illegal_topic_name_when_validated_then_rejected(name: str) -> None:
     with pytest.raises(msgspec.ValidationError, match="legal Kafka topic name"):
         TopicSpec.load({"name": name, "replication_factor": 1})
+    with pytest.raises(msgspec.ValidationError, match="legal Kafka topic name"):
+        wanted_topics(1, names=["alerts.new", name])
+
+
+@pytest.mark.parametrize(
+    ("replication_factor", "partitions", "field"),
+    [(0, 9, "[0].replication_factor"), (1, 0, "[0].partitions")],
+)
+def test_given_a_replication_factor_or_partitions_below_1_when_topics_built_then_rejected_naming_the_field(
+    replication_factor: int, partitions: int, field: str
+) -> None:
+    with pytest.raises(msgspec.ValidationError) as raised:
+        wanted_topics(replication_factor, partitions=partitions)
+
+    assert f": {field}: expected an integer >= 1" in describe_validation_error(raised.value, "topic"), str(raised.value)
 
 
 def test_given_numeric_and_boolean_config_values_when_validated_then_they_become_kafka_strings() -> None:
