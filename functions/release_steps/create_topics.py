@@ -13,22 +13,24 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from dbmigrate import aws_secrets
-from pydantic import SecretStr, ValidationError
 
 from release_steps import config
 from release_steps.aws_errors import is_throttling, throttling_error
 from release_steps.config import KafkaSettings
 from release_steps.errors import ConfigurationError, KafkaAuthError
 from release_steps.kafka_topics import (
+    SecretStr,
     TopicSpec,
     connection_from_settings,
     ensure_topics,
     open_admin,
     wanted_from_settings,
 )
+from release_steps.messages import describe_validation_error
 from release_steps.models import ReleaseRequest, ReleaseState, TopicsResult
 from release_steps.observability import logger, parse_event, step
 
@@ -96,9 +98,8 @@ def _wanted(settings: KafkaSettings) -> list[TopicSpec]:
         raise ConfigurationError(f"KAFKA_TOPICS names {', '.join(duplicates)} more than once")
     try:
         return wanted_from_settings(settings)
-    except ValidationError as e:
-        problems = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())
-        raise ConfigurationError(f"invalid topic in KAFKA_TOPICS / KAFKA_TOPIC_CONFIGS: {problems}") from e
+    except msgspec.ValidationError as e:
+        raise ConfigurationError(describe_validation_error(e, "topic in KAFKA_TOPICS / KAFKA_TOPIC_CONFIGS")) from e
 
 
 def create_topics(

@@ -18,8 +18,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
+import msgspec
 from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -30,10 +31,11 @@ from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, Config
 from confluent_kafka.admin._metadata import ClusterMetadata
 from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewPartitions, NewTopic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from msgspec import Meta
 
 from release_steps.config import KafkaSettings
 from release_steps.errors import ConfigurationError, KafkaAuthError, KafkaUnreachableError, TopicConflictError
+from release_steps.messages import describe_validation_error
 from release_steps.models import TopicChange, TopicsResult
 from release_steps.observability import logger
 
@@ -80,10 +82,75 @@ _AUTH_CODES = frozenset(
 # ---- connection -------------------------------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    """Base of this module's models: each builds its validator on first use, not when the step is imported."""
+class SecretStr:
+    """A password that never shows: ``repr``, ``str``, a log line and ``to_json`` give ``**********``; only
+    ``get_secret_value()`` returns it (the librdkafka config needs it)."""
 
-    model_config = ConfigDict(defer_build=True)
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _decode(type_: type, value: Any) -> Any:
+    """msgspec's hook for the one type it does not know: a JSON string (or a SecretStr) into a SecretStr."""
+    if type_ is SecretStr:
+        if isinstance(value, SecretStr):
+            return value
+        if isinstance(value, str):
+            return SecretStr(value)
+        raise TypeError(f"Expected `str`, got `{type(value).__name__}`")  # msgspec adds the field's path
+    raise TypeError(f"{type_!r} is not supported")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} cannot be encoded")
+
+
+_C = TypeVar("_C", bound="_Codec")
+
+
+class _Codec:
+    """``load`` and ``to_json`` of this module's models (snake_case keys: they are not the step's camelCase output,
+    see ``TopicReport.to_result``).
+
+    As ``release_steps.models.Model``: ``load`` validates (msgspec.convert, strict), the constructor does not (only
+    ``__post_init__`` runs), so values from outside (environment, secret) go through ``load``. A mixin, not a base
+    Struct: a frozen Struct cannot inherit from a mutable one (mypy). ``kw_only`` is given on each class: msgspec
+    applies it to the fields a class defines, not to its subclasses'."""
+
+    __slots__ = ()
+
+    @classmethod
+    def load(cls: type[_C], document: Any) -> _C:
+        """``document`` validated into this model; ``msgspec.ValidationError`` names the first field at fault."""
+        return msgspec.convert(document, cls, dec_hook=_decode)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready document (a password as ``**********``)."""
+        document: dict[str, Any] = msgspec.to_builtins(self, enc_hook=_encode)
+        return document
+
+
+class _Model(msgspec.Struct, _Codec, kw_only=True):
+    """A mutable model of this module."""
 
 
 class KafkaAuthMode(StrEnum):
@@ -95,12 +162,10 @@ class KafkaAuthMode(StrEnum):
     MSK_IAM = "msk_iam"
 
 
-class KafkaConnection(_Model):
+class KafkaConnection(msgspec.Struct, _Codec, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Where the cluster is and how to authenticate; credentials are resolved by the caller (Secrets Manager)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    bootstrap_servers: str = Field(min_length=1)
+    bootstrap_servers: Annotated[str, Meta(min_length=1)]
     auth_mode: KafkaAuthMode = KafkaAuthMode.PLAINTEXT
     ca_location: str | None = None
     """PEM file of the CA for tls / sasl_scram over TLS; None: librdkafka's default trust store."""
@@ -110,16 +175,15 @@ class KafkaConnection(_Model):
     """sasl_scram only: SASL_SSL (MSK, any real cluster) or SASL_PLAINTEXT (the local broker)."""
     region: str | None = None
     """msk_iam only: the AWS region the signer signs for."""
-    timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0, le=120)
+    timeout_s: Annotated[float, Meta(gt=0, le=120)] = DEFAULT_TIMEOUT_S
     """Bound of each Kafka call (metadata, create, describe, alter)."""
 
-    @model_validator(mode="after")
-    def _credentials_for_mode(self) -> KafkaConnection:
+    def __post_init__(self) -> None:
+        # Runs in the constructor too; in ``load`` a ValueError here becomes a msgspec.ValidationError.
         if self.auth_mode is KafkaAuthMode.SASL_SCRAM and (not self.username or self.password is None):
             raise ValueError("auth_mode sasl_scram needs username and password")
         if self.auth_mode is KafkaAuthMode.MSK_IAM and not self.region:
             raise ValueError("auth_mode msk_iam needs region")
-        return self
 
 
 def connection_from_settings(
@@ -128,21 +192,22 @@ def connection_from_settings(
     """The connection the stack's parameters describe; sasl_scram credentials come from the secret (the caller).
 
     A combination that cannot work (msk_iam without AWS_REGION, sasl_scram without credentials) is a
-    ConfigurationError."""
+    ConfigurationError (never showing the password: msgspec names types and fields, not values)."""
     try:
-        return KafkaConnection(
-            bootstrap_servers=settings.bootstrap_servers,
-            auth_mode=KafkaAuthMode(settings.auth_mode),
-            ca_location=settings.ca_location,
-            username=username,
-            password=SecretStr(password) if password is not None else None,
-            sasl_over_tls=settings.sasl_over_tls,
-            region=settings.region,
-            timeout_s=settings.timeout_seconds,
+        return KafkaConnection.load(
+            {
+                "bootstrap_servers": settings.bootstrap_servers,
+                "auth_mode": settings.auth_mode,
+                "ca_location": settings.ca_location,
+                "username": username,
+                "password": password,
+                "sasl_over_tls": settings.sasl_over_tls,
+                "region": settings.region,
+                "timeout_s": settings.timeout_seconds,
+            }
         )
-    except ValidationError as e:
-        problems = "; ".join(err["msg"] for err in e.errors())
-        raise ConfigurationError(f"invalid Kafka configuration ({settings.auth_mode}): {problems}") from e
+    except msgspec.ValidationError as e:
+        raise ConfigurationError(describe_validation_error(e, f"Kafka configuration ({settings.auth_mode})")) from e
 
 
 def msk_iam_oauth_cb(region: str) -> Callable[[str | None], tuple[str, float]]:
@@ -276,30 +341,31 @@ def _recording_failures(
 # ---- plan and report ----------------------------------------------------------------------------------------------
 
 
-class TopicSpec(_Model):
+class TopicSpec(msgspec.Struct, _Codec, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A topic as the release wants it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     name: str
-    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1)
-    replication_factor: int = Field(ge=1)
-    configs: dict[str, str] = Field(default_factory=dict)
+    partitions: Annotated[int, Meta(ge=1)] = DEFAULT_PARTITIONS
+    replication_factor: Annotated[int, Meta(ge=1)]
+    configs: dict[str, str] = msgspec.field(default_factory=dict)
 
-    @field_validator("name")
-    @classmethod
-    def _legal_topic_name(cls, name: str) -> str:
-        if not _TOPIC_NAME.match(name) or name in (".", ".."):
-            raise ValueError(f"{name!r} is not a legal Kafka topic name (1-249 of [A-Za-z0-9._-])")
-        return name
+    def __post_init__(self) -> None:
+        if not _TOPIC_NAME.match(self.name) or self.name in (".", ".."):
+            raise ValueError(f"{self.name!r} is not a legal Kafka topic name (1-249 of [A-Za-z0-9._-])")
 
-    @field_validator("configs", mode="before")
     @classmethod
-    def _config_values_as_strings(cls, configs: Any) -> Any:
-        # Stack parameters arrive as numbers or booleans as often as strings; Kafka takes strings.
-        if isinstance(configs, Mapping):
-            return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in configs.items()}
-        return configs
+    def load(cls, document: Any) -> TopicSpec:
+        """As ``_Codec.load``, config values that are numbers or booleans taken as Kafka's strings first."""
+        return msgspec.convert(_string_configs(document), cls, dec_hook=_decode)
+
+
+def _string_configs(document: Any) -> Any:
+    # Stack parameters arrive as numbers or booleans as often as strings; Kafka takes strings.
+    configs = document.get("configs") if isinstance(document, Mapping) else None
+    if not isinstance(configs, Mapping):
+        return document
+    strings = {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in configs.items()}
+    return {**document, "configs": strings}
 
 
 def wanted_topics(
@@ -309,11 +375,17 @@ def wanted_topics(
     partitions: int = DEFAULT_PARTITIONS,
     configs: Mapping[str, str] | None = None,
 ) -> list[TopicSpec]:
-    """The platform's topics (DESIGN.md): same partitions, replication factor and configs for each."""
-    return [
-        TopicSpec(name=n, partitions=partitions, replication_factor=replication_factor, configs=dict(configs or {}))
+    """The platform's topics (DESIGN.md): same partitions, replication factor and configs for each.
+
+    Validated (they come from the stack's parameters): ``msgspec.ValidationError`` names the topic's index and the
+    field at fault, e.g. ``[2]: 'a/b' is not a legal Kafka topic name``."""
+    documents = [
+        _string_configs(
+            {"name": n, "partitions": partitions, "replication_factor": replication_factor, "configs": configs or {}}
+        )
         for n in names
     ]
+    return msgspec.convert(documents, list[TopicSpec], dec_hook=_decode)
 
 
 def wanted_from_settings(settings: KafkaSettings) -> list[TopicSpec]:
@@ -336,7 +408,7 @@ class TopicAction(StrEnum):
     CONFLICT = "conflict"
 
 
-class ConfigChange(_Model):
+class ConfigChange(_Model, kw_only=True):
     """One topic config set from its current value to the wanted one."""
 
     name: str
@@ -344,22 +416,22 @@ class ConfigChange(_Model):
     wanted: str
 
 
-class PlannedTopic(_Model):
+class PlannedTopic(_Model, kw_only=True):
     """One wanted topic compared with the cluster."""
 
     spec: TopicSpec
     action: TopicAction
     current_partitions: int | None = None
     current_replication_factor: int | None = None
-    config_changes: list[ConfigChange] = Field(default_factory=list)
-    conflicts: list[str] = Field(default_factory=list)
+    config_changes: list[ConfigChange] = msgspec.field(default_factory=list)
+    conflicts: list[str] = msgspec.field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
 
-class TopicPlan(_Model):
+class TopicPlan(_Model, kw_only=True):
     """What apply_plan would do, topic by topic."""
 
     bootstrap_servers: str
@@ -388,13 +460,13 @@ class TopicPlan(_Model):
         return f"{len(lines)} topic(s) on {self.bootstrap_servers} cannot be reconciled: " + " | ".join(lines)
 
 
-class PartitionGrowth(_Model):
+class PartitionGrowth(_Model, kw_only=True):
     topic: str
     from_partitions: int
     to_partitions: int
 
 
-class MorePartitionsThanWanted(_Model):
+class MorePartitionsThanWanted(_Model, kw_only=True):
     """Kept as they are: partitions are never removed (and Kafka cannot remove them)."""
 
     topic: str
@@ -402,25 +474,25 @@ class MorePartitionsThanWanted(_Model):
     wanted: int
 
 
-class TopicConfigChanges(_Model):
+class TopicConfigChanges(_Model, kw_only=True):
     topic: str
     changes: list[ConfigChange]
 
 
-class TopicReport(_Model):
+class TopicReport(_Model, kw_only=True):
     """What was changed (or, in a dry run, what would be): the topics part of the deployment record."""
 
     dry_run: bool
     bootstrap_servers: str
-    created: list[str] = Field(default_factory=list)
-    grown: list[PartitionGrowth] = Field(default_factory=list)
-    configs_altered: list[TopicConfigChanges] = Field(default_factory=list)
-    unchanged: list[str] = Field(default_factory=list)
-    more_partitions_than_wanted: list[MorePartitionsThanWanted] = Field(default_factory=list)
-    already_applied: list[str] = Field(default_factory=list)
+    created: list[str] = msgspec.field(default_factory=list)
+    grown: list[PartitionGrowth] = msgspec.field(default_factory=list)
+    configs_altered: list[TopicConfigChanges] = msgspec.field(default_factory=list)
+    unchanged: list[str] = msgspec.field(default_factory=list)
+    more_partitions_than_wanted: list[MorePartitionsThanWanted] = msgspec.field(default_factory=list)
+    already_applied: list[str] = msgspec.field(default_factory=list)
     """Planned to be created or grown, but another run (or a stale metadata view) got there first: the broker answered
     TOPIC_ALREADY_EXISTS, or INVALID_PARTITIONS saying the topic already has the wanted partitions."""
-    partitions: dict[str, int] = Field(default_factory=dict)
+    partitions: dict[str, int] = msgspec.field(default_factory=dict)
     """Every wanted topic (in the wanted order) and its partition count after the run."""
     duration_ms: int = 0
 

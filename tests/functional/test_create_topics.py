@@ -128,7 +128,7 @@ def sasl(kafka: KafkaStack, secretsmanager: Any) -> str:
 def invoke(context: Any, dry_run: bool = False) -> TopicsResult:
     event = load_event("create_topics")
     event["request"]["dryRun"] = dry_run
-    return TopicsResult.model_validate(create_topics.lambda_handler(event, context))
+    return TopicsResult.load(create_topics.lambda_handler(event, context))
 
 
 def actions(result: TopicsResult) -> dict[str, tuple[str, int | None, int]]:
@@ -139,7 +139,7 @@ def actions(result: TopicsResult) -> dict[str, tuple[str, int | None, int]]:
 
 
 def test_given_the_events_file_when_parsed_then_it_is_a_release_state() -> None:
-    state = ReleaseState.model_validate(load_event("create_topics"))
+    state = ReleaseState.load(load_event("create_topics"))
 
     assert state.request.image_tag == "2026-11-23.4"
     assert state.request.dry_run is False
@@ -363,3 +363,18 @@ def test_given_a_topic_named_twice_when_the_step_runs_then_configuration_error_n
 
     assert f"KAFKA_TOPICS names {kafka.topics[0]} more than once" in raised.value.message, raised.value.message
     assert kafka.partitions() == {}
+
+
+def test_given_an_illegal_topic_name_when_the_step_runs_then_configuration_error_names_it_and_the_variable(
+    kafka: KafkaStack, release_context: Any
+) -> None:
+    illegal = kafka.prefix + "alerts/new"
+    kafka.configure(KAFKA_TOPICS=",".join([*kafka.topics, illegal]))
+
+    with pytest.raises(ConfigurationError) as raised:
+        invoke(release_context)
+
+    message = raised.value.message
+    assert message.startswith("invalid topic in KAFKA_TOPICS"), message
+    assert f"{illegal!r} is not a legal Kafka topic name" in message, message
+    assert kafka.partitions() == {}, "nothing is created when one topic is illegal"

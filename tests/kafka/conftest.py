@@ -10,11 +10,11 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
-from pydantic import SecretStr
 from release_steps.kafka_topics import (
     DEFAULT_TOPIC_NAMES,
     KafkaAuthMode,
     KafkaConnection,
+    SecretStr,
     TopicAdmin,
     TopicSpec,
     open_admin,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from pathlib import Path
 from unittest import mock
 
+import msgspec
 import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
-from pydantic import SecretStr, ValidationError
 from release_steps.config import KafkaSettings
 from release_steps.errors import ConfigurationError, KafkaAuthError
 from release_steps.kafka_topics import (
@@ -18,6 +19,7 @@ from release_steps.kafka_topics import (
     KafkaConnection,
     MorePartitionsThanWanted,
     PartitionGrowth,
+    SecretStr,
     TopicAdmin,
     TopicReport,
     TopicSpec,
@@ -26,7 +28,9 @@ from release_steps.kafka_topics import (
     open_admin,
     plan_topics,
     wanted_from_settings,
+    wanted_topics,
 )
+from release_steps.messages import describe_validation_error
 
 from deployflow.local.kafka import KafkaBroker
 
@@ -53,7 +57,7 @@ def test_given_tls_with_a_ca_when_config_built_then_ssl_with_that_ca() -> None:
 
 
 def test_given_tls_without_a_ca_when_config_built_then_the_default_trust_store_is_used() -> None:
-    config = build_client_config(KafkaConnection.model_validate({"bootstrap_servers": "b:9094", "auth_mode": "tls"}))
+    config = build_client_config(KafkaConnection.load({"bootstrap_servers": "b:9094", "auth_mode": "tls"}))
 
     assert config["security.protocol"] == "SSL"
     assert "ssl.ca.location" not in config
@@ -84,7 +88,10 @@ def test_given_sasl_scram_connection_when_printed_then_the_password_is_hidden() 
     )
 
     assert "s3cret" not in repr(connection)
-    assert "s3cret" not in connection.model_dump_json()
+    assert "s3cret" not in str(connection)
+    assert "s3cret" not in json.dumps(connection.to_json())
+    assert connection.password is not None
+    assert connection.password.get_secret_value() == "s3cret"
 
 
 def test_given_tls_with_a_missing_ca_file_when_admin_opened_then_configuration_error(tmp_path: Path) -> None:
@@ -96,8 +103,41 @@ def test_given_tls_with_a_missing_ca_file_when_admin_opened_then_configuration_e
 
 
 def test_given_sasl_scram_without_password_when_validated_then_rejected() -> None:
-    with pytest.raises(ValidationError, match="sasl_scram needs username and password"):
+    with pytest.raises(msgspec.ValidationError, match="sasl_scram needs username and password"):
+        KafkaConnection.load({"bootstrap_servers": "b:9096", "auth_mode": "sasl_scram", "username": "u"})
+    with pytest.raises(ValueError, match="sasl_scram needs username and password"):  # the constructor checks it too
         KafkaConnection(bootstrap_servers="b:9096", auth_mode=KafkaAuthMode.SASL_SCRAM, username="u")
+
+
+def test_given_sasl_scram_settings_and_a_password_when_loaded_then_it_is_a_hidden_secret() -> None:
+    connection = KafkaConnection.load(
+        {"bootstrap_servers": "b:9096", "auth_mode": "sasl_scram", "username": "u", "password": "s3cret"}
+    )
+
+    assert isinstance(connection.password, SecretStr)
+    assert connection.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(connection)
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"bootstrap_servers": ""}, "bootstrap_servers"),
+        ({"bootstrap_servers": "b:9092", "timeout_s": 0}, "timeout_s"),
+        ({"bootstrap_servers": "b:9092", "timeout_s": 121}, "timeout_s"),
+        ({"bootstrap_servers": "b:9092", "auth_mode": "kerberos"}, "auth_mode"),
+        ({"bootstrap_servers": "b:9092", "password": 42}, "password"),
+        ({"bootstrap_servers": "b:9092", "sasl_over_tls": "off"}, "sasl_over_tls"),
+        ({"bootstrap_servers": "b:9092", "pasword": "x"}, "pasword"),
+    ],
+)
+def test_given_a_bad_connection_field_when_loaded_then_the_error_names_it(
+    document: dict[str, object], field: str
+) -> None:
+    with pytest.raises(msgspec.ValidationError) as raised:
+        KafkaConnection.load(document)
+
+    assert f"{field}: " in describe_validation_error(raised.value, "Kafka configuration"), str(raised.value)
 
 
 def test_given_msk_iam_when_config_built_then_oauthbearer_over_tls_with_a_callback() -> None:
@@ -126,7 +166,9 @@ def test_given_msk_iam_when_librdkafka_asks_for_a_token_then_the_signer_token_an
 
 
 def test_given_msk_iam_without_region_when_validated_then_rejected() -> None:
-    with pytest.raises(ValidationError, match="msk_iam needs region"):
+    with pytest.raises(msgspec.ValidationError, match="msk_iam needs region"):
+        KafkaConnection.load({"bootstrap_servers": "b:9098", "auth_mode": "msk_iam"})
+    with pytest.raises(ValueError, match="msk_iam needs region"):
         KafkaConnection(bootstrap_servers="b:9098", auth_mode=KafkaAuthMode.MSK_IAM)
 
 
@@ -202,18 +244,33 @@ def test_given_msk_iam_settings_without_region_when_converted_then_configuration
         {"KAFKA_BOOTSTRAP_SERVERS": "b-1:9098", "KAFKA_AUTH_MODE": "msk_iam", "KAFKA_TOPICS": "alerts.new"}
     )
 
-    with pytest.raises(ConfigurationError, match="msk_iam needs region"):
+    with pytest.raises(ConfigurationError, match=r"^invalid Kafka configuration \(msk_iam\): .*msk_iam needs region"):
         connection_from_settings(settings)
 
 
 @pytest.mark.parametrize("name", ["", "has space", "a/b", "x" * 250, ".."])
 def test_given_an_illegal_topic_name_when_validated_then_rejected(name: str) -> None:
-    with pytest.raises(ValidationError, match="legal Kafka topic name"):
-        TopicSpec(name=name, replication_factor=1)
+    with pytest.raises(msgspec.ValidationError, match="legal Kafka topic name"):
+        TopicSpec.load({"name": name, "replication_factor": 1})
+    with pytest.raises(msgspec.ValidationError, match="legal Kafka topic name"):
+        wanted_topics(1, names=["alerts.new", name])
+
+
+@pytest.mark.parametrize(
+    ("replication_factor", "partitions", "field"),
+    [(0, 9, "[0].replication_factor"), (1, 0, "[0].partitions")],
+)
+def test_given_a_replication_factor_or_partitions_below_1_when_topics_built_then_rejected_naming_the_field(
+    replication_factor: int, partitions: int, field: str
+) -> None:
+    with pytest.raises(msgspec.ValidationError) as raised:
+        wanted_topics(replication_factor, partitions=partitions)
+
+    assert f": {field}: expected an integer >= 1" in describe_validation_error(raised.value, "topic"), str(raised.value)
 
 
 def test_given_numeric_and_boolean_config_values_when_validated_then_they_become_kafka_strings() -> None:
-    spec = TopicSpec.model_validate(
+    spec = TopicSpec.load(
         {"name": "alerts.new", "replication_factor": 3, "configs": {"retention.ms": 3600000, "preallocate": True}}
     )
 
@@ -231,7 +288,7 @@ def test_given_a_report_when_serialised_then_it_round_trips_as_json() -> None:
         partitions={"alerts.new": 9, "rule.changed": 9, "alerts.matched": 12, "notifications.ready": 9},
     )
 
-    assert TopicReport.model_validate_json(report.model_dump_json()) == report
+    assert TopicReport.load(json.loads(json.dumps(report.to_json()))) == report
     result = report.to_result().to_json()
     assert [(t["name"], t["action"], t["partitionsBefore"], t["partitionsAfter"]) for t in result["topics"]] == [
         ("alerts.new", "create", None, 9),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import socket
 
 import pytest
-from pydantic import SecretStr
 from release_steps.errors import KafkaAuthError, KafkaUnreachableError, TopicConflictError
 from release_steps.kafka_topics import (
     KafkaAuthMode,
     KafkaConnection,
     PlannedTopic,
+    SecretStr,
     TopicAction,
     TopicAdmin,
     TopicPlan,
