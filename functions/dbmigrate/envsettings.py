@@ -15,9 +15,10 @@ are most of it; ``dbmigrate.settings`` built on it 40 ms, as before it), ``from 
 ``import pydantic_settings`` 157 ms (it imports asyncio and dotenv; as much as ``import boto3``, 158 ms).
 ``python -m dbmigrate`` at head, interleaved with the runner before this layer (21 runs each, load 6 on 2 cores):
 median 175 ms against 192 ms, best 126 ms against 130 ms: no cost. The steps' models were pydantic then (msgspec
-since, for the same reason): a step's cold start now loads dbmigrate's settings modules (about 9 ms of their own) and release_steps.config
-costs 4.5 ms less (5.5 ms against 10 ms), about +5 ms a step; Verify schema no longer loads Powertools parameters
-(26 ms less). The parsers below are the few the settings need; a rule across fields is a model's ``check``.
+since, for the same reason): a step's cold start now loads dbmigrate's settings modules (about 9 ms of their own)
+and release_steps.config costs 4.5 ms less (5.5 ms against 10 ms), about +5 ms a step; Verify schema no longer
+loads Powertools parameters (26 ms less). The parsers below are the few the settings need; a rule across fields
+is a model's ``check``.
 """
 
 from __future__ import annotations

@@ -56,9 +56,8 @@ def describe_validation_error(error: ValidationError, what: str) -> str:
         message = message[:1].lower() + message[1:]
         for code, name in _JSON_TYPES.items():
             message = message.replace(code, name)
-    return clip(
-        f"invalid {what}: {clip(field or '(document)', FIELD_MAX_CHARS)}: {clip(message, 200)}", MESSAGE_MAX_CHARS
-    )
+    named = f"{clip(field, FIELD_MAX_CHARS)}: " if field else ""  # no path: the document itself, or a model's check
+    return clip(f"invalid {what}: {named}{clip(message, 200)}", MESSAGE_MAX_CHARS)
 
 
 def cause_message(cause: str | None) -> str:

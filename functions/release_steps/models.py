@@ -22,7 +22,7 @@ class Model(msgspec.Struct, rename="camel", kw_only=True):
     pydantic's import and 26 model classes were most of every step's cold start (benchmarks/cold_start.py).
     Validation happens in ``load`` (msgspec.convert, strict: a JSON ``"off"`` is not a boolean); the constructor
     checks nothing, as the code that calls it builds values it already holds typed. A subclass with a required
-    field after a defaulted one repeats ``kw_only=True``: mypy does not inherit it (msgspec does)."""
+    field after a defaulted one repeats ``kw_only=True``: neither msgspec nor mypy inherits it."""
 
     @classmethod
     def load(cls: type[M], document: Any) -> M:
