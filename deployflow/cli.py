@@ -216,7 +216,7 @@ def execution_name(image_tag: str, idempotency_key: str | None, now: datetime | 
 
 def build_input(args: argparse.Namespace) -> dict[str, Any]:
     """The execution input, validated by the same model the first step uses; raises ValueError naming fields."""
-    from release_steps.messages import describe_validation_error
+    from release_steps.messages import describe_every_field
     from release_steps.models import ReleaseInput
 
     document: dict[str, Any] = {"imageTag": args.image_tag, "dryRun": bool(args.dry_run)}
@@ -232,7 +232,7 @@ def build_input(args: argparse.Namespace) -> dict[str, Any]:
         validated = ReleaseInput.load(document).to_json()
         return {key: value for key, value in validated.items() if value is not None}
     except ValidationError as e:
-        raise ValueError(describe_validation_error(e, "release input")) from e
+        raise ValueError(describe_every_field(ReleaseInput, document, e, "release input")) from e
 
 
 def _start(args: argparse.Namespace) -> int:

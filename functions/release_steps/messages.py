@@ -10,9 +10,10 @@ import json
 import re
 from typing import Any
 
-from msgspec import ValidationError
+from msgspec import Struct, ValidationError, convert, structs
 
 FIELD_MAX_CHARS = 80  # a field name comes from input: an unknown key can be any length
+FIELDS_LISTED = 10
 MESSAGE_MAX_CHARS = 1000
 
 
@@ -41,13 +42,11 @@ _JSON_TYPES = {
 }
 
 
-def describe_validation_error(error: ValidationError, what: str) -> str:
-    """One line naming the offending field, e.g. ``imageTag: expected a string matching regex ...`` (bounded).
-
-    msgspec stops at the first problem, so the line names one field: the operator fixes it and tries again."""
+def _problem(error: ValidationError, within: str = "") -> str:
+    """``field: what is wrong`` (or only what is wrong, when the error has no path) for one msgspec error."""
     found = _AT.match(str(error))
     message, path = (found["msg"], found["path"] or "") if found else (str(error), "")
-    field = path.removeprefix(".")
+    field = within + path if within else path.removeprefix(".")
     missing = _FIELD.match(message)
     if missing:
         field = f"{field}.{missing['field']}" if field else missing["field"]
@@ -56,8 +55,45 @@ def describe_validation_error(error: ValidationError, what: str) -> str:
         message = message[:1].lower() + message[1:]
         for code, name in _JSON_TYPES.items():
             message = message.replace(code, name)
-    named = f"{clip(field, FIELD_MAX_CHARS)}: " if field else ""  # no path: the document itself, or a model's check
-    return clip(f"invalid {what}: {named}{clip(message, 200)}", MESSAGE_MAX_CHARS)
+    # No path: the document itself, or a model's own check (``__post_init__``).
+    return f"{clip(field, FIELD_MAX_CHARS)}: {clip(message, 200)}" if field else clip(message, 200)
+
+
+def describe_validation_error(error: ValidationError, what: str) -> str:
+    """One line naming the offending field, e.g. ``imageTag: expected a string matching regex ...`` (bounded).
+
+    msgspec stops at the first problem, so the line names one field; ``describe_every_field`` names them all for a
+    document an operator typed."""
+    return clip(f"invalid {what}: {_problem(error)}", MESSAGE_MAX_CHARS)
+
+
+def describe_every_field(model: type[Struct], document: Any, error: ValidationError, what: str) -> str:
+    """One line naming every top-level field of ``document`` at fault for ``model`` (``error`` is msgspec's first):
+    each present field checked alone, then the required ones missing, then unknown keys if the model forbids them,
+    so an operator fixes the input in one go. Within a field, its first problem; a check across fields (a model's
+    ``__post_init__``) is ``error`` itself. Bounded: FIELDS_LISTED fields, MESSAGE_MAX_CHARS in all."""
+    if not isinstance(document, dict):
+        return describe_validation_error(error, what)
+    fields = structs.fields(model)
+    problems = []
+    for field in fields:
+        if field.encode_name not in document:
+            if field.required:
+                problems.append(f"{field.encode_name}: field required")
+            continue
+        try:
+            convert(document[field.encode_name], field.type)
+        except ValidationError as e:
+            problems.append(_problem(e, within=field.encode_name))
+    if model.__struct_config__.forbid_unknown_fields:
+        known = {field.encode_name for field in fields}
+        problems += [f"{clip(str(key), FIELD_MAX_CHARS)}: unknown field" for key in document if key not in known]
+    if not problems:
+        return describe_validation_error(error, what)
+    shown = problems[:FIELDS_LISTED] + (
+        [f"... and {len(problems) - FIELDS_LISTED} more"] * (len(problems) > FIELDS_LISTED)
+    )
+    return clip(f"invalid {what}: " + "; ".join(shown), MESSAGE_MAX_CHARS)
 
 
 def cause_message(cause: str | None) -> str:

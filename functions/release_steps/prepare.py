@@ -15,7 +15,7 @@ from release_steps.aws_errors import error_code, error_message, translate_thrott
 from release_steps.config import EcsSettings, LockSettings, ReleaseSettings
 from release_steps.ecs import EcsClient
 from release_steps.errors import ConfigurationError, DeploymentInProgressError, InvalidInputError
-from release_steps.messages import clip, describe_validation_error, json_type
+from release_steps.messages import clip, describe_every_field, json_type
 from release_steps.models import (
     ExecutionContext,
     PollSettings,
@@ -63,7 +63,7 @@ def validate_request(raw_input: Any, settings: ReleaseSettings) -> ReleaseReques
     try:
         release_input = ReleaseInput.load(raw_input)
     except ValidationError as e:
-        raise InvalidInputError(describe_validation_error(e, "execution input")) from e
+        raise InvalidInputError(describe_every_field(ReleaseInput, raw_input, e, "execution input")) from e
 
     services = release_input.services if release_input.services is not None else list(settings.services)
     duplicates = sorted(name for name, count in Counter(services).items() if count > 1)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from msgspec import ValidationError
 from release_steps.errors import ImageNotFoundError, InvalidInputError
-from release_steps.messages import describe_validation_error
-from release_steps.models import Model, ReleaseState
+from release_steps.messages import describe_every_field, describe_validation_error
+from release_steps.models import Model, ReleaseInput, ReleaseState
 from release_steps.observability import logger, parse_event, step
 
 from tests.static import documents
@@ -112,6 +112,40 @@ def test_given_a_validation_error_when_described_then_one_line_names_the_field_a
         Point.load({"x": "one"})
 
     assert describe_validation_error(raised.value, "point") == "invalid point: x: expected an integer, got a string"
+
+
+def _every_field(document: Any) -> str:
+    with pytest.raises(ValidationError) as raised:
+        ReleaseInput.load(document)
+    return describe_every_field(ReleaseInput, document, raised.value, "execution input")
+
+
+def test_given_an_input_wrong_in_five_fields_when_described_then_each_is_named_in_declaration_order() -> None:
+    document = {"services": [], "dryRun": "yes", "idempotencyKey": "k" * 81, "dryrun": True}
+
+    assert _every_field(document) == (
+        "invalid execution input: imageTag: field required; services: expected an array of length >= 1; "
+        "dryRun: expected a boolean, got a string; idempotencyKey: expected a string of length <= 80; "
+        "dryrun: unknown field"
+    )
+
+
+def test_given_a_field_wrong_inside_when_described_then_its_json_path_is_named() -> None:
+    assert _every_field({"imageTag": "t", "services": ["a", 2]}) == (
+        "invalid execution input: services[1]: expected a string, got an integer"
+    )
+
+
+def test_given_300_unknown_keys_when_described_then_ten_are_named_and_the_line_stays_bounded() -> None:
+    message = _every_field({"imageTag": "t", **{f"key{i}" + "k" * 300: i for i in range(300)}})
+
+    assert len(message) <= 1000, len(message)
+    assert message.startswith("invalid execution input: key0kkk"), message
+    assert "...(clipped): unknown field" in message, message
+
+
+def test_given_a_document_that_is_not_an_object_when_described_then_msgspec_first_error_is_the_line() -> None:
+    assert _every_field(["t"]) == "invalid execution input: expected an object, got an array"
 
 
 # --- step ---------------------------------------------------------------------------------------------------------
