@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -95,12 +96,28 @@ def main() -> None:
             **params.as_env(),
         }
         command = [sys.executable, "-m", "dbmigrate"]
-        subprocess.run(command, env=env, check=True, capture_output=True)  # warm-up: fills the bytecode cache
-        cli_samples = [
-            timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True)) for _ in range(repeat * 3)
+        # As the migration image runs it: its site-packages holds the runner's few wheels and no .pth start-up hooks,
+        # where this virtualenv's (the editable install's finder, setuptools' distutils shim) cost every process
+        # about 30 ms before any dbmigrate code. So: no site, the same packages on PYTHONPATH.
+        image_env = {**env, "PYTHONPATH": os.pathsep.join([env["PYTHONPATH"], sysconfig.get_path("purelib")])}
+        image_command = [sys.executable, "-S", "-m", "dbmigrate"]
+        for warm_up, warm_env in ((command, env), (image_command, image_env)):  # fills the bytecode cache
+            subprocess.run(warm_up, env=warm_env, check=True, capture_output=True)
+        image_samples: list[float] = []
+        venv_samples: list[float] = []
+        for _ in range(repeat * 3):  # interleaved
+            image_samples.append(
+                timed(lambda: subprocess.run(image_command, env=image_env, check=True, capture_output=True))
+            )
+            venv_samples.append(timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True)))
+        report("`python -m dbmigrate` at head (whole process, image layout)", image_samples)
+        report("`python -m dbmigrate` at head (whole process, dev venv)", venv_samples)
+        empty_process = [
+            timed(lambda: subprocess.run([sys.executable, "-S", "-c", "pass"], check=True, capture_output=True))
+            for _ in range(repeat * 3)
         ]
-        report("`python -m dbmigrate` at head (whole process)", cli_samples)
-        save("migrations", {"dbmigrate_at_head_seconds": round(statistics.median(cli_samples) / 1000, 3)})
+        report("`python -S -c pass` (the interpreter alone)", empty_process)
+        save("migrations", {"dbmigrate_at_head_seconds": round(statistics.median(image_samples) / 1000, 3)})
 
         files = discover_migrations(REPO_ROOT / "sql")
         for migration in files:

@@ -1,16 +1,19 @@
 """Benchmark: deployflow against the bash loop it replaces, on the same local stack. Prints figures; asserts nothing.
 
-    .venv/bin/python benchmarks/workflow.py [--runs 3] [--time-scale 1.0]
+    .venv/bin/python benchmarks/workflow.py [--runs 5] [--time-scale 1.0]
 
 One local stack (real PostgreSQL, Kafka, moto with the ECS seam: the migration task really runs ``python -m
 dbmigrate``, a service rollout takes ``rollout_seconds``), the template's default poll settings. Interleaved, for
 ``--runs`` rounds: a happy release by deployflow, the same by benchmarks/bash_anchor.sh (AWS CLI), then a release
-whose service deployment fails and is rolled back by the circuit breaker, by both.
+whose service deployment fails and is rolled back by the circuit breaker, by both. One happy release by each side
+comes first, printed and not counted: it starts the functions' runtimes (their cold starts are
+benchmarks/cold_start.py's and benchmarks/lambda_runtime.py's figures) and fills the page cache for the CLI.
 
 Figures per release: wall time; overhead = wall - the migration task's own run (ECS startedAt..stoppedAt) - the
 simulated rollout; stopped->noticed = from the task's stoppedAt to the end of the check that saw it (deployflow:
 the Check migration task state; bash: ``aws ecs wait tasks-stopped`` returning); state transitions (deployflow);
-the verdict each one gave. Medians over the rounds; the headline figures go to .cache/bench/workflow.json.
+the verdict each one gave. Medians over the rounds (five by default: the bash loop's overhead is bimodal, see
+README); the headline figures go to .cache/bench/workflow.json.
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ def median(values: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="interleaved rounds (each: 2 happy + 2 rollback releases)")
+    parser.add_argument("--runs", type=int, default=5, help="interleaved rounds (each: 2 happy + 2 rollback releases)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="factor on Wait/Retry delays (1.0 = as deployed)")
     args = parser.parse_args()
     aws_cli = os.environ.get("AWS_CLI", "aws")
@@ -146,6 +149,9 @@ def main() -> None:
             f"time scale {args.time_scale}, default poll settings, simulated rollout {rollout:.1f} s, "
             f"{args.runs} rounds"
         )
+        for side, runner in (("deployflow", run_deployflow), ("bash", run_anchor)):
+            warm_up = runner(stack, "happy")
+            print(f"warm-up  happy    {side:<10} wall {warm_up.wall:6.2f} s (not counted): {warm_up.verdict}")
         releases: list[Release] = []
         for round_no in range(1, args.runs + 1):
             for kind in ("happy", "rollback"):
