@@ -164,7 +164,7 @@ def test_given_a_rejected_request_when_summarized_then_the_raw_input_and_the_fie
     assert result.record.error == "InvalidInputError"
     assert result.record.image_tag == "latest tag!"
     assert result.record.execution_arn == event["context"]["id"]
-    assert "imageTag: String should match pattern" in result.summary
+    assert "imageTag: expected a string matching regex" in result.summary
     assert 'as received (not validated): {"dryRun": false, "imageTag": "latest tag!"' in result.summary
     assert f"Execution:  {event['context']['name']}" in result.summary
     assert record.NEXT_STEPS["InvalidInputError"] in result.summary
