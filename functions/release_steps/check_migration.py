@@ -164,6 +164,11 @@ def failure_message(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: 
     return f"{task_part.replace(': ', ' failed: ', 1)}"
 
 
+# The runner logs the model's Python names (``statements_total``); ``load`` reads the state's camelCase
+# (``statementsTotal``): the model's own field table maps one to the other.
+_PLAN_KEYS = {info.name: info.encode_name for info in structs.fields(PlannedMigration)}
+
+
 def read_plan(
     logs: CloudWatchLogsClient, location: LogLocation | None
 ) -> tuple[list[PlannedMigration] | None, str | None]:
@@ -196,7 +201,7 @@ def read_plan(
     for event in parse_lines(messages):
         if event.event == "plan_file":
             try:
-                item = PlannedMigration.load({_camel(key): value for key, value in event.fields.items()})
+                item = PlannedMigration.load({_PLAN_KEYS.get(key, key): value for key, value in event.fields.items()})
             except ValueError as e:
                 return None, f"no plan: a plan_file line does not match the expected shape ({_one_line(str(e), 200)})"
             planned[item.file] = item
@@ -204,12 +209,6 @@ def read_plan(
             file = str(event.fields["file"])
             planned[file] = structs.replace(planned[file], applied=True, duration_ms=event.fields.get("duration_ms"))
     return list(planned.values()), None
-
-
-def _camel(key: str) -> str:
-    """The runner logs ``statements_total``; the model reads the state's camelCase (``statementsTotal``)."""
-    head, *rest = key.split("_")
-    return head + "".join(part.capitalize() for part in rest)
 
 
 def _plan_of(task: EcsTask, settings: EcsSettings, ecs: EcsClient, logs: CloudWatchLogsClient) -> dict[str, Any]:

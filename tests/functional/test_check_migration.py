@@ -290,6 +290,7 @@ def test_given_a_finished_task_when_checked_then_the_plan_comes_from_the_runners
     assert [(s.number, s.line, s.kind, s.lock) for s in planned.statements] == [
         (1, 2, "AlterTable", "ACCESS EXCLUSIVE")
     ]
+    assert planned.statements_total == 1, "the runner's snake_case statements_total must reach the model"
 
 
 def test_given_a_finished_task_without_a_log_stream_when_checked_then_done_and_the_plan_note_says_why(
