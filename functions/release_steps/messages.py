@@ -90,9 +90,9 @@ def describe_every_field(model: type[Struct], document: Any, error: ValidationEr
         problems += [f"{clip(str(key), FIELD_MAX_CHARS)}: unknown field" for key in document if key not in known]
     if not problems:
         return describe_validation_error(error, what)
-    shown = problems[:FIELDS_LISTED] + (
-        [f"... and {len(problems) - FIELDS_LISTED} more"] * (len(problems) > FIELDS_LISTED)
-    )
+    shown = problems[:FIELDS_LISTED]
+    if len(problems) > FIELDS_LISTED:
+        shown.append(f"... and {len(problems) - FIELDS_LISTED} more")
     return clip(f"invalid {what}: " + "; ".join(shown), MESSAGE_MAX_CHARS)
 
 
