@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import select
 import time
 from collections.abc import Callable
 from typing import Any
@@ -96,3 +97,25 @@ def connect_kwargs(settings: Settings, connect_timeout: int) -> dict[str, Any]:
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def wait_select(conn: Connection) -> None:
+    """psycopg2's wait callback (``set_wait_callback``): wait in ``select()``, so a signal interrupts the wait, and on
+    KeyboardInterrupt cancel the statement on the server and go on waiting for its error (SQLSTATE 57014).
+
+    ``psycopg2.extras.wait_select`` does the same; importing psycopg2.extras loads ``logging`` (7-10 ms of a migrate at
+    head), which the runner does not otherwise use.
+    """
+    while True:
+        try:
+            state = conn.poll()
+            if state == psycopg2.extensions.POLL_OK:
+                return
+            if state == psycopg2.extensions.POLL_READ:
+                select.select([conn.fileno()], [], [])
+            elif state == psycopg2.extensions.POLL_WRITE:
+                select.select([], [conn.fileno()], [])
+            else:
+                raise psycopg2.OperationalError(f"bad state from poll: {state}")
+        except KeyboardInterrupt:
+            conn.cancel()  # the server answers the cancel with an error, which ends the loop

@@ -1,5 +1,8 @@
 """A migration runner killed mid-statement (SIGKILL: out of memory, host loss) against the real PostgreSQL.
 
+Stopped (SIGTERM: ECS StopTask), the runner's own wait callback cancels the statement on the server, the transaction
+rolls back and it exits with the migration-failed code, naming SQLSTATE 57014.
+
 With client_connection_check_interval set by the runner (PostgreSQL 14+), the server notices the dead client within
 the interval, cancels the statement and frees the table lock and the advisory lock; the next run then succeeds.
 Without it (interval 0) the backend keeps running and keeps its locks, which is what the control case shows.
@@ -7,6 +10,8 @@ Without it (interval 0) the backend keeps running and keeps its locks, which is 
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2.extensions
+from dbmigrate.errors import ExitCode
 
 from deployflow.local.postgres import ConnectionParams
 from tests.dbmigrate.conftest import REPO_ROOT
@@ -110,3 +116,35 @@ def test_given_the_check_turned_off_when_the_runner_is_killed_then_the_backend_k
     finally:
         with pg_conn.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_given_a_runner_stopped_mid_statement_then_the_statement_is_cancelled_and_rolled_back_and_it_exits_8(
+    migrated_db: ConnectionParams, migrations_dir: Path, pg_conn: psycopg2.extensions.connection
+) -> None:
+    write(migrations_dir, "V0002__add_note.sql", SLOW_ALTER)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "dbmigrate"],
+        env=cli_env(migrated_db, MIGRATIONS_DIR=str(migrations_dir), DB_STATEMENT_TIMEOUT_MS="0"),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = _runner_backend(pg_conn)
+        runner.send_signal(signal.SIGTERM)  # what ECS StopTask sends first
+        stdout, stderr = runner.communicate(timeout=20)
+    finally:
+        runner.kill()
+
+    assert runner.returncode == ExitCode.MIGRATION_FAILED, f"exit {runner.returncode}; stderr: {stderr}"
+    (failed,) = [e for e in map(json.loads, stdout.splitlines()) if e["event"] == "migrate_failed"]
+    assert (failed["sqlstate"], failed["file"]) == ("57014", "V0002__add_note.sql"), failed
+    assert "canceling statement due to user request" in stderr, stderr
+    assert not _alive(pg_conn, pid), "the runner exited and its backend with it"
+    assert [row[0] for row in history_rows(pg_conn)] == [1], "V0002 was rolled back, not recorded"
+    with pg_conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'clients' AND column_name = 'note'"
+        )
+        assert cur.fetchone() == (0,), "the ALTER was rolled back with its transaction"

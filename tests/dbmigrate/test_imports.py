@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import dbmigrate
+from dbmigrate.__main__ import NO_ARGUMENTS, build_parser
 
 from tests.dbmigrate.conftest import REPO_ROOT, SQL_DIR
 
@@ -21,6 +22,8 @@ NOT_FOR_MIGRATE = (
 )
 # Nor, at head (nothing pending, nothing to split or lint), the parser and the linter.
 NOT_AT_HEAD = (*NOT_FOR_MIGRATE, "dbmigrate.lint", "pglast")
+# Nor, as the task definition runs it (no arguments), a command-line parser or the logging psycopg2.extras loads.
+NOT_FOR_THE_TASK = (*NOT_AT_HEAD, "argparse", "logging", "psycopg2.extras")
 
 
 def loaded_after(code: str, prefix: str = "dbmigrate", **env: str) -> set[str]:
@@ -48,6 +51,30 @@ def test_given_a_database_at_head_when_migrate_runs_then_neither_the_parser_nor_
     loaded = loaded_after(code, prefix="", MIGRATIONS_DIR=str(SQL_DIR), **migrated_db.as_env())
     assert "dbmigrate.runner" in loaded, "the probe must see the runner it ran"
     assert not loaded.intersection(NOT_AT_HEAD), f"a migrate at head loads {sorted(loaded & set(NOT_AT_HEAD))}"
+
+
+def test_given_the_task_s_command_at_head_when_run_then_no_parser_nor_logging_is_imported(migrated_db) -> None:
+    # The whole process, as the migration image runs it: `python -m dbmigrate`; -X importtime names every import.
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "functions"), str(REPO_ROOT)]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MIGRATIONS_DIR": str(SQL_DIR),
+        **migrated_db.as_env(),
+    }
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dbmigrate"], env=environ, capture_output=True, text=True
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert '"event":"migrate_finished"' in done.stdout, done.stdout
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "dbmigrate.runner" in imported, "the probe must see the runner it ran"
+    assert not imported.intersection(NOT_FOR_THE_TASK), f"the task loads {sorted(imported & set(NOT_FOR_THE_TASK))}"
+
+
+def test_given_no_arguments_then_main_s_options_are_what_the_parser_makes_of_an_empty_command_line() -> None:
+    assert vars(build_parser().parse_args([])) == NO_ARGUMENTS
 
 
 def test_given_the_package_when_a_name_is_used_then_it_is_imported_on_first_use() -> None:
