@@ -36,7 +36,7 @@ from msgspec import Meta
 from release_steps.config import KafkaSettings
 from release_steps.errors import ConfigurationError, KafkaAuthError, KafkaUnreachableError, TopicConflictError
 from release_steps.messages import describe_validation_error
-from release_steps.models import TopicChange, TopicsResult
+from release_steps.models import Codec, TopicChange, TopicsResult
 from release_steps.observability import logger
 
 # librdkafka's own log lines (connection failures, retries) go to this standard logger.
@@ -107,46 +107,28 @@ class SecretStr:
         return hash(self._value)
 
 
-def _decode(type_: type, value: Any) -> Any:
-    """msgspec's hook for the one type it does not know: a JSON string (or a SecretStr) into a SecretStr."""
-    if type_ is SecretStr:
-        if isinstance(value, SecretStr):
-            return value
-        if isinstance(value, str):
-            return SecretStr(value)
-        raise TypeError(f"Expected `str`, got `{type(value).__name__}`")  # msgspec adds the field's path
-    raise TypeError(f"{type_!r} is not supported")
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} cannot be encoded")
-
-
-_C = TypeVar("_C", bound="_Codec")
-
-
-class _Codec:
-    """``load`` and ``to_json`` of this module's models (snake_case keys: they are not the step's camelCase output,
-    see ``TopicReport.to_result``).
-
-    As ``release_steps.models.Model``: ``load`` validates (msgspec.convert, strict), the constructor does not (only
-    ``__post_init__`` runs), so values from outside (environment, secret) go through ``load``. A mixin, not a base
-    Struct: a frozen Struct cannot inherit from a mutable one (mypy). ``kw_only`` is given on each class: msgspec
-    applies it to the fields a class defines, not to its subclasses'."""
+class _Codec(Codec):
+    """``Codec`` with the SecretStr hooks; this module's keys stay snake_case (they are not the step's camelCase
+    output, see ``TopicReport.to_result``). Values from outside (environment, secret) go through ``load``; ``kw_only``
+    is given on each class: msgspec applies it to the fields a class defines, not to its subclasses'."""
 
     __slots__ = ()
 
-    @classmethod
-    def load(cls: type[_C], document: Any) -> _C:
-        """``document`` validated into this model; ``msgspec.ValidationError`` names the first field at fault."""
-        return msgspec.convert(document, cls, dec_hook=_decode)
+    @staticmethod
+    def decode_hook(type_: type, value: Any) -> Any:
+        """A JSON string (or a SecretStr) into a SecretStr, the one type msgspec does not know."""
+        if type_ is SecretStr:
+            if isinstance(value, SecretStr):
+                return value
+            if isinstance(value, str):
+                return SecretStr(value)
+            raise TypeError(f"Expected `str`, got `{type(value).__name__}`")  # msgspec adds the field's path
+        return Codec.decode_hook(type_, value)
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON-ready document (a password as ``**********``)."""
-        document: dict[str, Any] = msgspec.to_builtins(self, enc_hook=_encode)
-        return document
+    @staticmethod
+    def encode_hook(value: Any) -> Any:
+        """A SecretStr as its mask, never its value."""
+        return str(value) if isinstance(value, SecretStr) else Codec.encode_hook(value)
 
 
 class _Model(msgspec.Struct, _Codec, kw_only=True):
@@ -355,8 +337,8 @@ class TopicSpec(msgspec.Struct, _Codec, frozen=True, forbid_unknown_fields=True,
 
     @classmethod
     def load(cls, document: Any) -> TopicSpec:
-        """As ``_Codec.load``, config values that are numbers or booleans taken as Kafka's strings first."""
-        return msgspec.convert(_string_configs(document), cls, dec_hook=_decode)
+        """As ``Codec.load``, config values that are numbers or booleans taken as Kafka's strings first."""
+        return super().load(_string_configs(document))
 
 
 def _string_configs(document: Any) -> Any:
@@ -385,7 +367,7 @@ def wanted_topics(
         )
         for n in names
     ]
-    return msgspec.convert(documents, list[TopicSpec], dec_hook=_decode)
+    return msgspec.convert(documents, list[TopicSpec], dec_hook=TopicSpec.decode_hook)
 
 
 def wanted_from_settings(settings: KafkaSettings) -> list[TopicSpec]:

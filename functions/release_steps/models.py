@@ -12,28 +12,50 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta, UnsetType, field
 
-M = TypeVar("M", bound="Model")
+C = TypeVar("C", bound="Codec")
 
 
-class Model(msgspec.Struct, rename="camel", kw_only=True):
-    """Base: camelCase JSON, snake_case Python; unknown keys in the state are ignored by a step's input model.
+class Codec:
+    """``load`` and ``to_json`` of a msgspec Struct, the one pair every model of functions/ uses.
 
-    msgspec Structs, not pydantic: a class costs microseconds to define and msgspec a few ms to import, where
-    pydantic's import and 26 model classes were most of every step's cold start (benchmarks/cold_start.py).
     Validation happens in ``load`` (msgspec.convert, strict: a JSON ``"off"`` is not a boolean); the constructor
-    checks nothing, as the code that calls it builds values it already holds typed. A subclass with a required
-    field after a defaulted one repeats ``kw_only=True``: neither msgspec nor mypy inherits it."""
+    checks nothing but ``__post_init__``, as the code that calls it builds values it already holds typed. A mixin,
+    not a base Struct, so that a frozen Struct can have it too (a frozen Struct cannot inherit a mutable one). A
+    model with a type msgspec does not know (``kafka_topics.SecretStr``) overrides ``decode_hook`` and
+    ``encode_hook``."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def decode_hook(type_: type, value: Any) -> Any:
+        """msgspec's ``dec_hook``: a value of a type it does not know (none here)."""
+        raise TypeError(f"{type_!r} is not supported")
+
+    @staticmethod
+    def encode_hook(value: Any) -> Any:
+        """msgspec's ``enc_hook``: a value of a type it does not know (none here)."""
+        raise TypeError(f"{type(value).__name__} cannot be encoded")
 
     @classmethod
-    def load(cls: type[M], document: Any) -> M:
+    def load(cls: type[C], document: Any) -> C:
         """``document`` (decoded JSON) validated into this model; raises ``msgspec.ValidationError`` naming the
         first field that is wrong."""
-        return msgspec.convert(document, cls)
+        return msgspec.convert(document, cls, dec_hook=cls.decode_hook)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready document Step Functions passes on."""
-        document: dict[str, Any] = msgspec.to_builtins(self)
+        document: dict[str, Any] = msgspec.to_builtins(self, enc_hook=self.encode_hook)
         return document
+
+
+class Model(msgspec.Struct, Codec, rename="camel", kw_only=True):
+    """Base of the state's models: camelCase JSON, snake_case Python; unknown keys in the state are ignored by a
+    step's input model.
+
+    msgspec Structs, not pydantic: a class costs microseconds to define and msgspec a few ms to import, where
+    pydantic's import and 26 model classes were most of every step's cold start (benchmarks/cold_start.py). A
+    subclass with a required field after a defaulted one repeats ``kw_only=True``: neither msgspec nor mypy
+    inherits it."""
 
 
 # --- the execution input and the first step ---------------------------------------------------------------------
@@ -297,10 +319,13 @@ class SummarizeFailureInput(Model):
     context: ExecutionContext
 
 
+Outcome = Literal["succeeded", "failed", "dry-run"]
+
+
 class DeploymentRecord(Model, kw_only=True):
     """The execution's output: one document an operator or CodePipeline keeps."""
 
-    outcome: Literal["succeeded", "failed", "dry-run"]
+    outcome: Outcome
     execution_arn: str | None
     execution_name: str | None
     image_tag: str | None

@@ -22,6 +22,7 @@ from release_steps.models import (
     FailureInfo,
     ImageResult,
     MigrationTask,
+    Outcome,
     RecordResult,
     RecordStepInput,
     RolloutResult,
@@ -238,6 +239,7 @@ def build_record(
     """The deployment record, its SNS subject and its summary."""
     failure = describe_failure(state, failed_state)
     dry_run = state.request.dry_run if state.request else _raw(state, "dryRun") is True
+    outcome: Outcome
     if failure is not None:
         outcome = "failed"
     elif dry_run:
@@ -246,26 +248,25 @@ def build_record(
         outcome = "succeeded"
     started = _parse_time(state.execution.start_time) if state.execution else None
     duration = round((finished_at - started).total_seconds(), 3) if started else None
-    record = DeploymentRecord.load(
-        {
-            "outcome": outcome,
-            "executionArn": state.execution.id if state.execution else None,
-            "executionName": state.execution.name if state.execution else None,
-            "imageTag": _image_tag(state),
-            "imageUri": state.image.image_uri if state.image else None,
-            "imageDigest": state.image.digest if state.image else None,
-            "dryRun": dry_run,
-            "migration": state.migration.to_json() if state.migration else None,
-            "schema": state.schema_.to_json() if state.schema_ else None,
-            "topics": state.topics.to_json() if state.topics else None,
-            "services": [s.to_json() for s in state.rollout.services] if state.rollout else [],
-            "failedStep": failure.failed_step if failure else None,
-            "error": failure.error if failure else None,
-            "cause": _clip(failure.message, CAUSE_MAX) if failure else None,
-            "startedAt": state.execution.start_time if state.execution else None,
-            "finishedAt": to_iso(finished_at),
-            "durationSeconds": duration,
-        }
+    # Built from the sections as the state holds them, already validated by RecordStepInput.load.
+    record = DeploymentRecord(
+        outcome=outcome,
+        execution_arn=state.execution.id if state.execution else None,
+        execution_name=state.execution.name if state.execution else None,
+        image_tag=_image_tag(state),
+        image_uri=state.image.image_uri if state.image else None,
+        image_digest=state.image.digest if state.image else None,
+        dry_run=dry_run,
+        migration=state.migration,
+        schema_=state.schema_,
+        topics=state.topics,
+        services=list(state.rollout.services) if state.rollout else [],
+        failed_step=failure.failed_step if failure else None,
+        error=failure.error if failure else None,
+        cause=_clip(failure.message, CAUSE_MAX) if failure else None,
+        started_at=state.execution.start_time if state.execution else None,
+        finished_at=to_iso(finished_at),
+        duration_seconds=duration,
     )
     return RecordResult(
         subject=subject_line(record, _label(state)),

@@ -117,6 +117,8 @@ def test_given_sasl_scram_settings_and_a_password_when_loaded_then_it_is_a_hidde
     assert isinstance(connection.password, SecretStr)
     assert connection.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(connection)
+    assert connection.to_json()["password"] == "**********", "the JSON document carries the mask, not the password"
+    assert KafkaConnection.load(connection.to_json()).password == SecretStr("**********")
 
 
 @pytest.mark.parametrize(
