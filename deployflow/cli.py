@@ -21,16 +21,16 @@ import json
 import os
 import re
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from msgspec import ValidationError
 
+from deployflow import interrupts
 from deployflow.progress import ExecutionOutcome, follow
 from deployflow.render import ProgressPrinter, aws_cli_options, outcome_report, timings_table
 from deployflow.target import Target, TargetError, arn_region, one_line
@@ -84,8 +84,7 @@ def _local_run(args: argparse.Namespace) -> int:
             )
         for delivery in stack.deliveries:
             # What EventBridge's rule would have had published (the local stack hands the event over itself).
-            out.write(f"\nnotification ({delivery.rule} -> {delivery.function}):\n")
-            out.write(f"{delivery.error or delivery.message or json.dumps(delivery.response)}\n")
+            out.write(f"\n{delivery.render()}\n")
         out.write("\nindependent checks (psql, Kafka metadata, ECS):\n")
         for line in _independent_checks(stack):
             out.write(f"  {line}\n")
@@ -525,10 +524,6 @@ def _completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _interrupt(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deployflow`` console script."""
     import argcomplete
@@ -538,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command_line = parser(with_local=completing or (bool(words) and words[0] == "local"))
     argcomplete.autocomplete(command_line)  # answers a shell's completion request and exits; else does nothing
     args = command_line.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.install()
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

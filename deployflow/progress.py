@@ -23,6 +23,8 @@ from release_steps.execution_history import (
     read_history,
 )
 
+from deployflow import interrupts
+
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
     from mypy_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef
@@ -70,7 +72,7 @@ def follow(
             return _outcome(execution_arn, description, tracker)
         if time.monotonic() > deadline:
             raise TimeoutError(f"execution {execution_arn} still {description['status']} after {timeout_seconds:.0f}s")
-        time.sleep(poll_seconds)
+        interrupts.sleep(poll_seconds)
 
 
 def outcome_of(sfn: SFNClient, execution_arn: str) -> ExecutionOutcome:

@@ -14,12 +14,16 @@ import os
 import sys
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from deployflow import interrupts
 from deployflow.local.template import REPO_ROOT, TEMPLATE_PATH
+
+if TYPE_CHECKING:
+    from deployflow.local.status_events import Delivery
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STATE_FILE = REPO_ROOT / ".cache" / "local-up.json"
@@ -135,13 +139,15 @@ def local_up(args: argparse.Namespace) -> int:
             f"aws stepfunctions start-execution --state-machine-arn {stack.state_machine_arn} "
             f'--input \'{{"imageTag": "{LOCAL_TAG}"}}\'\n'
         )
+        out.write("\nEach execution that ends is delivered to the rules here, as EventBridge would:\n")
         out.flush()
+        stack.watch_status_changes(_report_end(out))
         STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
         STATE_FILE.write_text(
             json.dumps({"pid": os.getpid(), "environment": env, "functions": stack.function_arns}), encoding="utf-8"
         )
         while True:
-            time.sleep(3600)
+            interrupts.sleep(3600)
     finally:
         with suppress(OSError):
             if json.loads(STATE_FILE.read_text(encoding="utf-8")).get("pid") == os.getpid():
@@ -150,6 +156,19 @@ def local_up(args: argparse.Namespace) -> int:
 
 
 STACK_LABEL = "deployflow-local"
+
+
+def _report_end(out: TextIO) -> Callable[[str, str, list[Delivery]], None]:
+    """``local up``'s line for an execution that ended, and what each rule's target published."""
+
+    def report(name: str, status: str, deliveries: list[Delivery]) -> None:
+        targets = ", ".join(f"{d.rule} -> {d.function}" for d in deliveries) or "no rule matched"
+        lines = [f"[{time.strftime('%H:%M:%S')}] execution {name} {status}: status-change event to {targets}"]
+        lines += [delivery.render() for delivery in deliveries]
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+
+    return report
 
 
 # --- local invoke -----------------------------------------------------------------------------------------------

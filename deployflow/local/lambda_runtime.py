@@ -627,17 +627,18 @@ class RuntimePool:
         """Stop every runtime process; no new one starts afterwards."""
         with self._lock:
             self._closed = True
-            processes = list(self._processes.values())
-            self._processes.clear()
-        for process in processes:
-            process.stop()
+        self.reset()
 
     def reset(self) -> None:
+        """Stop every runtime process at once: one function's bound (SIGTERM, then SIGKILL), not one per function."""
         with self._lock:
             processes = list(self._processes.values())
             self._processes.clear()
-        for process in processes:
-            process.stop()
+        stoppers = [threading.Thread(target=process.stop, name=f"stop-{process.pid}") for process in processes]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
 
 
 def function_config(function: Any, environment: Mapping[str, str | None], code_paths: Sequence[str]) -> FunctionConfig:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -204,6 +205,54 @@ class LocalStack:
             ]
         self.deliveries.extend(found)
         return found
+
+    def watch_status_changes(
+        self, report: Callable[[str, str, list[Delivery]], None], interval_seconds: float = 1.0
+    ) -> None:
+        """Deliver every execution's status-change event once it ends, as EventBridge would, until the stack stops
+        (``deployflow local up``: the operator's own executions, stopped, timed out or failed at a step, reach the
+        rules; a redriven execution's new end is delivered again). ``report(name, status, deliveries)`` is called
+        from the watcher's thread for each end, in the order seen. Executions that ended before the watch are not
+        delivered."""
+        stopping = threading.Event()
+        delivered = set(self._ended_executions())
+        watcher = threading.Thread(
+            target=self._watch, args=(stopping, delivered, report, interval_seconds), name="status-changes", daemon=True
+        )
+        watcher.start()
+
+        def stop_watching() -> None:
+            stopping.set()
+            watcher.join(timeout=10)
+
+        self._exit.callback(stop_watching)
+
+    def _ended_executions(self) -> dict[tuple[str, int], tuple[str, str]]:
+        """(execution ARN, redrive count) -> (name, status) of every ended execution of the state machine."""
+        sfn = self.client("stepfunctions")
+        ended: dict[tuple[str, int], tuple[str, str]] = {}
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
+            for item in page["executions"]:
+                if item["status"] in ENDED:
+                    ended[(item["executionArn"], int(item.get("redriveCount", 0)))] = (item["name"], item["status"])
+        return ended
+
+    def _watch(
+        self,
+        stopping: threading.Event,
+        delivered: set[tuple[str, int]],
+        report: Callable[[str, str, list[Delivery]], None],
+        interval_seconds: float,
+    ) -> None:
+        while not stopping.wait(interval_seconds):
+            try:
+                for key, (name, status) in self._ended_executions().items():
+                    if key not in delivered:
+                        delivered.add(key)
+                        report(name, status, self.deliver_status_change(key[0]))
+            except Exception as e:  # moto going down with the stack, or a target's transport error: try again
+                if not stopping.is_set():
+                    logger.warning("status-change watcher: %s: %s", type(e).__name__, e)
 
     def migration_env(self) -> dict[str, str]:
         """The environment `python -m dbmigrate` needs to reach the local database (for checks and scenarios)."""

@@ -79,6 +79,11 @@ class Delivery:
         text = self.response.get("message")
         return text if isinstance(text, str) else None
 
+    def render(self) -> str:
+        """What an operator reads: the rule and its target, then what it published (or its error, or its answer)."""
+        published = self.error or self.message or json.dumps(self.response)
+        return f"notification ({self.rule} -> {self.function}):\n{published}"
+
 
 def deliver(events: Any, lambda_client: Any, event: dict[str, Any]) -> list[Delivery]:
     """Invoke the Lambda targets of every rule on the default bus whose pattern matches ``event``."""

@@ -144,7 +144,12 @@ class BackgroundCli:
             returncode = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            pytest.fail(f"deployflow {' '.join(self.args)} still running after {timeout}s (killed)")
+            stderr = self._drain()
+            pytest.fail(f"deployflow {' '.join(self.args)} still running after {timeout}s (killed); stderr: {stderr!r}")
+        return CliResult(self.args, returncode, "".join(self._stdout_chunks), self._drain())
+
+    def _drain(self) -> str:
+        """All of stderr read so far (the readers end once the process did)."""
         for reader in self._readers:
             reader.join(timeout=10)
         while True:
@@ -154,7 +159,7 @@ class BackgroundCli:
                 break
             if line is not None:
                 self._stderr_seen.append(line)
-        return CliResult(self.args, returncode, "".join(self._stdout_chunks), "".join(self._stderr_seen))
+        return "".join(self._stderr_seen)
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,6 +89,7 @@ def test_given_local_up_when_the_cli_the_aws_cli_and_local_invoke_use_it_then_th
         release = run_cli(["start", "--stack-name", "deployflow-local", "--image-tag", "local", "--follow"], env)
         assert release.returncode == 0, release.explain()
         assert "succeeded" in release.stdout, release.explain()
+        _an_execution_stopped_under_local_up_gives_its_lock_back_and_is_notified(env, exports, lines)
 
         invoked = subprocess.run(
             cli_command(["local", "invoke", "PrepareFunction", "-e", "-"]),
@@ -131,11 +133,54 @@ def test_given_local_up_when_the_cli_the_aws_cli_and_local_invoke_use_it_then_th
         up.send_signal(signal.SIGINT)
         try:
             up.wait(timeout=60)
-        finally:
-            if up.poll() is None:
-                up.kill()
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait(timeout=10)
+            pytest.fail(f"deployflow local up still running 60s after Ctrl-C (killed); it printed:\n{''.join(lines)}")
     assert up.returncode == 130, "".join(lines)
     assert "interrupted: everything started here was stopped" in "".join(lines)
     left = {pid: cmd for pid, cmd in children.items() if alive(pid)}
     assert not left, f"left running after Ctrl-C: {left}"
     assert not (REPO_ROOT / ".cache" / "local-up.json").exists(), "the running-stack note outlived the stack"
+
+
+def _an_execution_stopped_under_local_up_gives_its_lock_back_and_is_notified(
+    env: dict[str, str], exports: dict[str, str], lines: list[str]
+) -> None:
+    """An operator's ``stop-execution`` while the release holds the lock: ``local up`` delivers the ABORTED
+    status-change event to the rules, as EventBridge would, so the lock comes back and the stop is notified."""
+    import boto3
+
+    status = run_cli(["status", "--stack-name", "deployflow-local", "--output", "json"], env)
+    assert status.returncode == 0, status.explain()
+    assert not json.loads(status.stdout)["held"], status.stdout
+    table = json.loads(status.stdout)["lockTable"]
+    aws: dict[str, Any] = {
+        "endpoint_url": exports["AWS_ENDPOINT_URL"],
+        "region_name": exports["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": exports["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": exports["AWS_SECRET_ACCESS_KEY"],
+    }
+    sfn, dynamodb = boto3.client("stepfunctions", **aws), boto3.client("dynamodb", **aws)
+    started = run_cli(["start", "--stack-name", "deployflow-local", "--image-tag", "local", "--output", "json"], env)
+    assert started.returncode == 0, started.explain()
+    arn = json.loads(started.stdout)["executionArn"]
+    name = arn.rsplit(":", 1)[-1]
+    deadline = time.monotonic() + 60
+    while not dynamodb.scan(TableName=table)["Items"]:  # the release has taken the lock
+        assert time.monotonic() < deadline, "the release never took the lock"
+        assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING", "it ended before it could be stopped"
+        time.sleep(0.05)
+    sfn.stop_execution(executionArn=arn, error="Operator.Stopped", cause="test: stopped while holding the lock")
+
+    ended = f"execution {name} ABORTED: status-change event to "
+    while not any(ended in line for line in lines):
+        assert time.monotonic() < deadline, "local up never reported the end: " + "".join(lines[-20:])
+        time.sleep(0.2)
+    (line,) = [line for line in lines if ended in line]
+    assert "ReleaseLockOnEndRule -> ReleaseLockOnEndFunction" in line, line
+    assert "ReleaseStoppedAtStepRule -> NotifyStoppedFunction" in line, line
+    notified = "".join(lines[lines.index(line) :])
+    assert f"deployflow release {name} ABORTED" in notified, notified
+    after = run_cli(["status", "--stack-name", "deployflow-local", "--output", "json"], env)
+    assert not json.loads(after.stdout)["held"], f"the stopped release kept the lock: {after.stdout}"

@@ -246,11 +246,14 @@ class ReleaseWorld:
         if not any(group["logGroupName"] == LOG_GROUP for group in existing):
             self.logs.create_log_group(logGroupName=LOG_GROUP)
         self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
-        self.logs.put_log_events(
+        # Stamped now: CloudWatch (and moto) drop events more than 14 days old without an error.
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        response = self.logs.put_log_events(
             logGroupName=LOG_GROUP,
             logStreamName=stream,
-            logEvents=[{"timestamp": 1_795_000_000_000 + i, "message": line} for i, line in enumerate(lines)],
+            logEvents=[{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)],
         )
+        assert "rejectedLogEventsInfo" not in response, f"{stream}: CloudWatch Logs rejected {response}"
 
     # --- ECS: services ----------------------------------------------------------------------------------------
 
