@@ -68,7 +68,6 @@ FAKE_CREDENTIALS: Mapping[str, str] = {
     "AWS_SESSION_TOKEN": "testing",
 }
 MOTO_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}}
-TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
 Mode = Literal["in-process", "server"]
 # The services the local stack and its tests call (the boto3-stubs extras of deployflow[dev] type these names).

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from release_steps.execution_history import TERMINAL_STATUSES
 from release_steps.lock import LockHolder
 from release_steps.lock import read as read_lock
 
@@ -47,7 +48,7 @@ from deployflow.local.inspect import (
 )
 from deployflow.local.kafka import KafkaBroker
 from deployflow.local.postgres import ConnectionParams, PostgresCluster
-from deployflow.local.status_events import ENDED, Delivery, deliver, status_change_event
+from deployflow.local.status_events import Delivery, deliver, status_change_event
 from deployflow.local.task_definitions import migration_task_definition
 from deployflow.local.template import ASL_PATH, REPO_ROOT, SamTemplate
 
@@ -193,7 +194,7 @@ class LocalStack:
         """Hand an ended execution's status-change event to the rules' Lambda targets, as EventBridge would
         (status_events.py: moto emits no such event); what each target returned."""
         description = self.client("stepfunctions").describe_execution(executionArn=execution_arn)
-        if description["status"] not in ENDED:
+        if description["status"] not in TERMINAL_STATUSES:
             return []
         event = status_change_event(description, ACCOUNT_ID, self._aws.region)
         found = deliver(self.client("events"), self.client("lambda"), event)
@@ -233,7 +234,7 @@ class LocalStack:
         ended: dict[tuple[str, int], tuple[str, str]] = {}
         for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
             for item in page["executions"]:
-                if item["status"] in ENDED:
+                if item["status"] in TERMINAL_STATUSES:
                     ended[(item["executionArn"], int(item.get("redriveCount", 0)))] = (item["name"], item["status"])
         return ended
 

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
-ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
 
 def _epoch_millis(moment: Any) -> int | None:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from release_steps.execution_history import TERMINAL_STATUSES
 
-from deployflow.local.aws import FAKE_CREDENTIALS, REGION, TERMINAL_STATUSES
+from deployflow.local.aws import FAKE_CREDENTIALS, REGION
 from deployflow.local.stack import LocalStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
