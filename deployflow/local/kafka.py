@@ -12,7 +12,6 @@ import base64
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from typing import IO
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+
+from deployflow.local.ports import free_loopback_port
 
 KAFKA_HOME_ENV = "DEPLOYFLOW_KAFKA_HOME"
 JAVA_ENV = "DEPLOYFLOW_JAVA"
@@ -67,13 +68,6 @@ def find_kafka_libs() -> Path:
         f"Kafka jars not found (looked for kafka_2.13-*.jar in {where}); run scripts/fetch-kafka.sh "
         f"or set {KAFKA_HOME_ENV} to a Kafka home with a libs/ folder"
     )
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _default_base_dir() -> Path | None:
@@ -216,7 +210,7 @@ class KafkaBroker:
         # A free port found now can be taken by someone else before the JVM binds it: one retry with new ports.
         for attempt in (1, 2):
             self.workdir = Path(tempfile.mkdtemp(prefix="deployflow-kafka-", dir=self.base_dir))
-            self._ports = {name: _free_loopback_port() for name in ("PLAINTEXT", "SASL_PLAINTEXT", "CONTROLLER")}
+            self._ports = {name: free_loopback_port() for name in ("PLAINTEXT", "SASL_PLAINTEXT", "CONTROLLER")}
             try:
                 self._format(libs)
                 self._launch(libs)
@@ -243,7 +237,8 @@ class KafkaBroker:
 
     def restart(self) -> None:
         """Start a broker stopped with ``keep_data`` again: same ports, same data and SCRAM user (the broker is back);
-        waits (bounded) until both listeners answer."""
+        waits (bounded) until both listeners answer. The ports lie outside the ephemeral range (ports.py), so no
+        client connection made during the outage holds one."""
         if self._process is not None:
             raise KafkaBrokerError("the broker is running: stop(keep_data=True) first")
         if self.workdir is None or not (self.workdir / "server.properties").exists() or not self._ports:

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployflow.local.ports import free_loopback_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_REQUIREMENTS = REPO_ROOT / "functions" / "requirements.txt"
 RUNTIME_REQUIREMENTS = Path(__file__).with_name("runtime-requirements.txt")
@@ -328,7 +330,7 @@ class RuntimeProcess:
         """Start the emulator on two free loopback ports; raises RuntimeStartError naming the function."""
         last_reason = ""
         for _ in range(3):  # a port taken between choosing it and the emulator binding it: choose again
-            self.port, api_port = _free_port(), _free_port()
+            self.port, api_port = free_loopback_port(), free_loopback_port()
             env = self._environment()
             command = [
                 str(self.emulator),
@@ -536,12 +538,6 @@ def _children(parent: int) -> list[int]:
                 if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
                     found.append(int(entry.name))
     return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- every function's runtime ---------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,8 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
+
+from deployflow.local.ports import free_loopback_port
 
 SUPERUSER = "postgres"
 _OS_USER = "postgres"  # initdb refuses to run as root: the server runs as this OS user when we are root
@@ -126,14 +127,6 @@ def find_postgres_bin_dir() -> Path:
         "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH nor in /usr/lib/postgresql/*/bin; "
         "run scripts/install-system-deps.sh"
     )
-
-
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the caller retries if it is taken meanwhile)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PostgresCluster:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from dbmigrate.errors import ExitCode
 
-from deployflow.local.postgres import ConnectionParams, free_loopback_port
+from deployflow.local.ports import free_loopback_port
+from deployflow.local.postgres import ConnectionParams
 from tests.dbmigrate.conftest import INITIAL, REPO_ROOT
 from tests.dbmigrate.test_runner import advisory_lock_held, history_rows, public_tables, write
 

@@ -29,7 +29,8 @@ from dbmigrate.events import Recorder
 from dbmigrate.history import HISTORY_TABLE
 from dbmigrate.runner import ADVISORY_LOCK_KEY, MigrationReport
 
-from deployflow.local.postgres import ConnectionParams, free_loopback_port
+from deployflow.local.ports import free_loopback_port
+from deployflow.local.postgres import ConnectionParams
 from tests.dbmigrate.conftest import INITIAL
 
 TABLES = ["clients", "endpoints", "notifications", "rules"]

@@ -26,7 +26,8 @@ from release_steps.errors import (
 )
 from release_steps.models import ReleaseState, SchemaResult
 
-from deployflow.local.postgres import ConnectionParams, free_loopback_port
+from deployflow.local.ports import free_loopback_port
+from deployflow.local.postgres import ConnectionParams
 from tests.functional.release_world import REGION, load_event
 
 INITIAL = "V0001__initial_schema.sql"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from deployflow.local.kafka import KAFKA_HOME_ENV, KafkaBroker, KafkaBrokerError, find_kafka_libs
+from deployflow.local.ports import ephemeral_range
 
 
 def _accepts(address: str) -> bool:
@@ -128,6 +129,9 @@ def test_given_a_broker_stopped_keeping_its_data_when_restarted_then_same_addres
 
         assert down == [False, False], "the broker still listened while stopped"
         assert [broker.bootstrap_plaintext, broker.bootstrap_sasl] == addresses
+        low, high = ephemeral_range()
+        in_range = [a for a in addresses if low <= int(a.rsplit(":", 1)[1]) <= high]
+        assert not in_range, f"a client connection may hold these while the broker is down: {in_range}"
         assert all(_accepts(a) for a in addresses)
         topics = AdminClient({"bootstrap.servers": addresses[0]}).list_topics(timeout=10).topics
         assert len(topics["outage.probe"].partitions) == 3
