@@ -519,6 +519,10 @@ class EcsSeam(Seam):
         previous = next((d for d in service.deployments[1:] if d.get("taskDefinition")), None)
         if breaker.get("enable") and breaker.get("rollback") and previous is not None:
             rollback = self._new_deployment(service, previous["taskDefinition"])
+            # The previous revision's tasks never stopped: a rolling update at the default minimumHealthyPercent
+            # (100) drains them only once new tasks are healthy, and these never were. They serve on.
+            running = int(previous.get("runningCount") or 0)
+            rollback.update(runningCount=running, pendingCount=max(0, int(service.desired_count) - running))
             self._plans[rollback["id"]] = _Plan(failure=None, rollback=True)
             deployment["status"] = "ACTIVE"
             service.task_definition = previous["taskDefinition"]

@@ -67,11 +67,22 @@ def diagnostics(service: EcsService, deployment_id: str, ecs: EcsClient) -> str:
     return text
 
 
+def describe_primary(service: EcsService) -> str:
+    """The deployment serving now, as on-call needs it after a rollback: ``ecs-svc/1 (arn…:4, rollout IN_PROGRESS,
+    0/2 running)``: whether the previous revision is back up yet, not only its name."""
+    primary = service.primary_deployment
+    if primary is None:
+        return "none"
+    facts = [primary.task_definition or "task definition not reported", f"rollout {rollout_state(primary, service)}"]
+    if primary.running_count is not None and primary.desired_count is not None:
+        facts.append(f"{primary.running_count}/{primary.desired_count} running")
+    return f"{primary.id} ({', '.join(facts)})"
+
+
 def judge(service: EcsService, deployment_id: str) -> tuple[EcsDeployment | None, str | None]:
     """The recorded deployment and, when it can no longer succeed, why (gone, FAILED, or no longer PRIMARY)."""
     deployment = service.deployment(deployment_id)
-    primary = service.primary_deployment
-    now_primary = f"{primary.id} ({primary.task_definition})" if primary else "none"
+    now_primary = describe_primary(service)
     if deployment is None:
         return None, f"deployment {deployment_id} is gone; PRIMARY is now {now_primary}"
     if deployment.has_failed:

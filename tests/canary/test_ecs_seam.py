@@ -371,6 +371,10 @@ def test_given_a_failing_service_with_circuit_breaker_rollback_when_deployed_the
 
     assert [(d["status"], d["rolloutState"]) for d in after_failure["deployments"]][1] == ("ACTIVE", "FAILED")
     assert after_failure["deployments"][1]["id"] == deployment_id
+    rolling_back = after_failure["deployments"][0]
+    # minimumHealthyPercent 100 (the default): the previous revision's tasks never stopped, they serve on.
+    assert (rolling_back["rolloutState"], rolling_back["runningCount"]) == ("IN_PROGRESS", 2), rolling_back
+    assert after_failure["runningCount"] == 2
     rollback = after_rollback["deployments"]
     assert len(rollback) == 1, rollback
     assert rollback[0]["id"] not in (deployment_id, first["id"]), rollback

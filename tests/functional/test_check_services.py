@@ -165,11 +165,18 @@ def test_given_a_rolled_back_deployment_when_checked_then_deployment_failed_name
     complete(world, restarted, *SERVICES)
     deployment = deployment_of(restarted, "alert-notifier")
     rollback = world.roll_back("alert-notifier", deployment)
+    primary = world.deployments("alert-notifier")[0]
+    primary.update(
+        runningCount=1, desiredCount=2, taskDefinition="arn:aws:ecs:us-east-1:123456789012:task-definition/n:4"
+    )
 
     message = failure_of(restarted, release_context)
 
     assert f"alert-notifier: deployment {deployment}" in message
-    assert f"PRIMARY is now {rollback}" in message
+    # Whether the previous revision serves again, not only its name: on-call's first question after a rollback.
+    serving = "arn:aws:ecs:us-east-1:123456789012:task-definition/n:4, rollout IN_PROGRESS, 1/2 running"
+    expected = f"PRIMARY is now {rollback} ({serving})"
+    assert expected in message
 
 
 def test_given_a_deployment_that_is_no_longer_primary_but_completed_when_checked_then_it_is_a_rollback(
