@@ -376,7 +376,9 @@ def headline(outcome: ExecutionOutcome) -> str:
 
 def failure_lines(outcome: ExecutionOutcome, aws_options: Sequence[str] = ()) -> list[str]:
     """The attempts at the failed state, the error, the cause's message and, for an execution stopped at its step,
-    the command that resumes it there. Empty for a success."""
+    the command that resumes it there. Empty for a success. The workflow's own failure path (Release failed, with
+    the summary published) leaves the cause to the summary that follows: its Cause line is the same text, clipped
+    the same way, and printed twice it only pushes the summary off the screen."""
     if outcome.status == "SUCCEEDED":
         return []
     lines = []
@@ -389,7 +391,7 @@ def failure_lines(outcome: ExecutionOutcome, aws_options: Sequence[str] = ()) ->
         lines.append("error: States.Timeout (the execution ran past its TimeoutSeconds)")
     else:
         lines.append("error: (none given)")
-    if outcome.cause:
+    if outcome.cause and not (outcome.ended_in_fail_state and outcome.summary is not None):
         lines.append(f"cause: {one_line(cause_message(outcome.cause), CAUSE_MAX_CHARS)}")
     if outcome.redrivable:
         lines.append(

@@ -140,8 +140,10 @@ def test_given_a_valid_tag_that_was_never_pushed_when_started_with_follow_then_e
     assert result.stdout == "", f"a failed execution has no record output:\n{result.explain()}"
     assert "FAILED at Check migration image" in result.stderr, result.explain()
     assert "error: ImageNotFoundError" in result.stderr, result.explain()
-    cause_line = next((line for line in result.stderr.splitlines() if line.startswith("cause: ")), "")
-    assert MISSING_TAG in cause_line, f"the cause line does not name the tag:\n{result.explain()}"
+    causes = [line for line in result.stderr.splitlines() if line.lower().startswith("cause:")]
+    assert len(causes) == 1, f"the cause once, in the summary (Release failed ended it):\n{result.explain()}"
+    assert causes[0].startswith("Cause:"), result.explain()
+    assert MISSING_TAG in causes[0], f"the cause line does not name the tag:\n{result.explain()}"
     assert re.search(r"✗ Check migration image: ImageNotFoundError: .*" + re.escape(MISSING_TAG), result.stderr)
     assert "✓ Check migration image" not in result.stderr, f"a caught failure drawn as success:\n{result.explain()}"
     assert "▶ Run migration task" not in result.stderr, result.explain()

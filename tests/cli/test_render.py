@@ -269,7 +269,9 @@ def test_given_a_cause_that_is_no_lambda_payload_then_cause_message_returns_it_u
     assert cause_message(cause) == message
 
 
-def test_given_a_failed_outcome_then_the_report_names_status_step_error_cause_and_summary() -> None:
+def caught_image_missing(summary: str, *, release_failed: bool) -> ExecutionOutcome:
+    """A missing image caught into the failure path: Summarize failure published ``summary``; ``release_failed``,
+    the Fail state ended the execution (else it stopped after the summary, at a later step)."""
     history = (
         History()
         .started()
@@ -278,12 +280,14 @@ def test_given_a_failed_outcome_then_the_report_names_status_step_error_cause_an
         .exited("Check migration image")
         .entered("Check migration image failed", "Pass")
         .exited("Check migration image failed", {"failed": {"state": "Check migration image"}}, "Pass")
-        .task("Summarize failure", {"record": {"summary": "deployflow release of x FAILED at Check migration image"}})
+        .task("Summarize failure", {"record": {"summary": summary}})
     )
+    if release_failed:
+        history.entered("Release failed", "Fail")
     tracker = HistoryTracker()
     for event in history.events:
         list(tracker.feed(event))
-    outcome = ExecutionOutcome(
+    return ExecutionOutcome(
         execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e",
         status="FAILED",
         output=None,
@@ -294,6 +298,10 @@ def test_given_a_failed_outcome_then_the_report_names_status_step_error_cause_an
         lambda_invocations=tracker.lambda_invocations,
         state_outputs=dict(tracker.outputs),
     )
+
+
+def test_given_a_failed_outcome_then_the_report_names_status_step_error_cause_and_summary() -> None:
+    outcome = caught_image_missing("deployflow release of x FAILED at Check migration image", release_failed=False)
 
     report = outcome_report(outcome).splitlines()
 
@@ -306,6 +314,17 @@ def test_given_a_failed_outcome_then_the_report_names_status_step_error_cause_an
         "",
         "deployflow release of x FAILED at Check migration image",
     ]
+
+
+def test_given_the_workflow_failure_path_ran_to_release_failed_then_the_cause_is_printed_once_in_the_summary() -> None:
+    summary = "deployflow release of x FAILED at Check migration image\nCause:      image tag 'x' not found"
+    outcome = caught_image_missing(summary, release_failed=True)
+
+    report = outcome_report(outcome)
+
+    assert report.count("image tag 'x' not found") == 1, report
+    assert "\nerror: ImageNotFoundError\n" in report, "the error stays in the headline lines"
+    assert report.endswith(summary), report
 
 
 def test_given_an_uncaught_failure_then_the_report_names_the_state_attempts_duration_and_the_redrive_command() -> None:
